@@ -1,0 +1,18 @@
+//! Chatter job contracts and handlers.
+//!
+//! Receives nothing at run time by itself: it defines the job envelope every producer writes
+//! (`envelope`), the closed set of outcomes a handler hands back (`outcome`), the context a handler
+//! runs with (`context`), and the registry mapping each job kind to its queue and handler
+//! (`registry`). The runtime in `chatter-worker` wires these to Redis and apalis.
+#![forbid(unsafe_code)]
+
+pub mod context;
+pub mod envelope;
+pub mod kinds;
+pub mod outcome;
+pub mod registry;
+
+pub use context::{JobContext, ProgressUpdate};
+pub use envelope::{DecodeError, FORMAT_VERSION, Job, JobBuilder, Priority, Status, Timestamp};
+pub use outcome::{ErrorExt, JobError, Outcome};
+pub use registry::{KindSpec, Registry};

@@ -1,0 +1,222 @@
+//! Configuration: an optional TOML file, then environment variables and flags (see `--help`).
+//!
+//! Everything has a production default, so `chatter-worker run` needs only `REDIS_URL`. The file
+//! adds per-queue settings (`[queue.NAME]`) and per-kind retry policies (`[retry.KIND]`). Unknown
+//! keys are errors that name the key, so a typo never silently falls back to a default.
+use crate::pool::PoolConfig;
+use crate::queue::QueueOptions;
+use crate::retry::RetryPolicy;
+use chatter_jobs::Registry;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSettings {
+    pub concurrency: Option<usize>,
+    pub timeout_secs: Option<f64>,
+    pub lease_secs: Option<f64>,
+    pub fetch_batch: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub redis_url: String,
+    pub prefix: String,
+    pub http_addr: String,
+    /// Queues this process works; empty = every queue some registered kind runs on.
+    pub queues: Vec<String>,
+    /// Default concurrency of a queue without its own setting.
+    pub concurrency: usize,
+    pub lease_secs: f64,
+    pub timeout_secs: f64,
+    pub fetch_batch: usize,
+    pub shutdown_deadline_secs: f64,
+    pub finished_retention_secs: f64,
+    pub max_finished: u64,
+    pub max_dead: u64,
+    pub idempotency_ttl_secs: f64,
+    pub rescue_interval_secs: f64,
+    pub retention_interval_secs: f64,
+    pub queue: BTreeMap<String, QueueSettings>,
+    pub retry: HashMap<String, RetryPolicy>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let pool = PoolConfig::default();
+        let q = QueueOptions::default();
+        Self {
+            redis_url: "redis://127.0.0.1:6379/".into(),
+            prefix: "cw".into(),
+            http_addr: "127.0.0.1:9464".into(),
+            queues: Vec::new(),
+            concurrency: pool.concurrency,
+            lease_secs: pool.lease.as_secs_f64(),
+            timeout_secs: pool.timeout.as_secs_f64(),
+            fetch_batch: pool.fetch_batch,
+            shutdown_deadline_secs: pool.shutdown_deadline.as_secs_f64(),
+            finished_retention_secs: q.finished_retention.as_secs_f64(),
+            max_finished: q.max_finished,
+            max_dead: q.max_dead,
+            idempotency_ttl_secs: q.idempotency_ttl.as_secs_f64(),
+            rescue_interval_secs: 1.0,
+            retention_interval_secs: 10.0,
+            queue: BTreeMap::new(),
+            retry: HashMap::new(),
+        }
+    }
+}
+
+fn secs(field: &str, v: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        ConfigError::Invalid(format!("`{field}` = {v} is not a valid number of seconds"))
+    })
+}
+
+impl Settings {
+    /// Defaults, overlaid with the TOML file when one is given.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown,
+            message: e.to_string(),
+        })
+    }
+
+    /// Check what serde cannot: positive sizes, valid durations, known queues and kinds.
+    pub fn validate(&self, registry: &Registry) -> Result<(), ConfigError> {
+        if self.concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "`concurrency` must be at least 1".into(),
+            ));
+        }
+        for (name, q) in &self.queue {
+            if q.concurrency == Some(0) {
+                return Err(ConfigError::Invalid(format!(
+                    "[queue.{name}] concurrency must be at least 1"
+                )));
+            }
+        }
+        for kind in self.retry.keys() {
+            registry
+                .resolve(kind)
+                .map_err(|e| ConfigError::Invalid(format!("[retry.{kind}]: {e}")))?;
+        }
+        for (field, v) in [
+            ("lease_secs", self.lease_secs),
+            ("timeout_secs", self.timeout_secs),
+            ("shutdown_deadline_secs", self.shutdown_deadline_secs),
+            ("finished_retention_secs", self.finished_retention_secs),
+            ("idempotency_ttl_secs", self.idempotency_ttl_secs),
+            ("rescue_interval_secs", self.rescue_interval_secs),
+            ("retention_interval_secs", self.retention_interval_secs),
+        ] {
+            secs(field, v)?;
+        }
+        if self.lease_secs < 0.03 {
+            return Err(ConfigError::Invalid(format!(
+                "`lease_secs` = {} is too short (at least 0.03)",
+                self.lease_secs
+            )));
+        }
+        Ok(())
+    }
+
+    /// The queues this process works.
+    pub fn queue_names(&self, registry: &Registry) -> Vec<String> {
+        if self.queues.is_empty() {
+            registry.queues().into_iter().collect()
+        } else {
+            self.queues.clone()
+        }
+    }
+
+    pub fn queue_options(&self) -> QueueOptions {
+        QueueOptions {
+            idempotency_ttl: Duration::from_secs_f64(self.idempotency_ttl_secs),
+            finished_retention: Duration::from_secs_f64(self.finished_retention_secs),
+            max_finished: self.max_finished,
+            max_dead: self.max_dead,
+        }
+    }
+
+    pub fn pool_config(&self, queue: &str) -> PoolConfig {
+        let q = self.queue.get(queue).cloned().unwrap_or_default();
+        PoolConfig {
+            concurrency: q.concurrency.unwrap_or(self.concurrency),
+            timeout: Duration::from_secs_f64(q.timeout_secs.unwrap_or(self.timeout_secs)),
+            lease: Duration::from_secs_f64(q.lease_secs.unwrap_or(self.lease_secs)),
+            fetch_batch: q.fetch_batch.unwrap_or(self.fetch_batch),
+            shutdown_deadline: Duration::from_secs_f64(self.shutdown_deadline_secs),
+            retry: self.retry.clone(),
+            ..PoolConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_settings_overlay_defaults_and_typos_are_named() {
+        let dir = std::env::temp_dir().join(format!("cw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "prefix = \"x\"\n[queue.maintenance]\nconcurrency = 3\n[retry.sleep]\nbase_secs = 1\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&good)).unwrap();
+        assert_eq!(s.prefix, "x");
+        assert_eq!(s.pool_config("maintenance").concurrency, 3);
+        assert_eq!(s.pool_config("chunking").concurrency, 16);
+        s.validate(&Registry::builtin()).unwrap();
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[queue.maintenance]\nconcurency = 3\n").unwrap();
+        let err = Settings::load(Some(&bad)).unwrap_err().to_string();
+        assert!(
+            err.contains("concurency") && err.contains("bad.toml"),
+            "{err}"
+        );
+
+        let unknown = Settings {
+            retry: HashMap::from([("nope".into(), RetryPolicy::default())]),
+            ..Settings::default()
+        };
+        let err = unknown
+            .validate(&Registry::builtin())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("[retry.nope]") && err.contains("ping"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! The `chatter-worker` command: run the workers, enqueue and inspect jobs, manage queues and
+//! dead letters, benchmark. Every setting comes from a flag, its environment variable (shown in
+//! `--help`) or the optional TOML file, in that order of precedence.
+use anyhow::{Context, bail};
+use chatter_worker::bench::{self, BenchOptions};
+use chatter_worker::config::Settings;
+use chatter_worker::jobs::{JobBuilder, Priority, Registry};
+use chatter_worker::queue::{self, CancelResult, RedisQueue};
+use chatter_worker::runtime;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "chatter-worker",
+    version,
+    about = "Durable Redis job runtime for the Chatter AI platform"
+)]
+struct Cli {
+    /// Redis to use.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    redis_url: Option<String>,
+    /// Key prefix of every Redis key (isolates deployments sharing one Redis).
+    #[arg(long, env = "CW_PREFIX", global = true)]
+    prefix: Option<String>,
+    /// Optional TOML configuration file (per-queue settings, retry policies, retention).
+    #[arg(long, env = "CW_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run worker pools, the rescuer, retention and /metrics, /healthz, /readyz until SIGTERM.
+    Run(RunArgs),
+    /// Enqueue one job and print its id.
+    Enqueue(EnqueueArgs),
+    /// Show, cancel or retry one job.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// Depth per state of every queue; pause or resume one.
+    Queues {
+        #[command(subcommand)]
+        action: Option<QueuesAction>,
+    },
+    /// Dead letters of a queue: list, replay, purge.
+    Dead {
+        #[command(subcommand)]
+        action: DeadAction,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Queues to work, comma separated (default: every queue a job kind runs on).
+    #[arg(long, env = "CW_QUEUES", value_delimiter = ',')]
+    queues: Vec<String>,
+    /// Jobs run at once per queue (unless the file sets the queue's own).
+    #[arg(long, env = "CW_CONCURRENCY")]
+    concurrency: Option<usize>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "CW_HTTP_ADDR")]
+    http_addr: Option<String>,
+    /// Lease of a claimed job, renewed every third of it; a dead worker's jobs return after it.
+    #[arg(long, env = "CW_LEASE", value_parser = humantime::parse_duration)]
+    lease: Option<Duration>,
+    /// On SIGTERM, running jobs get this long to finish before they are handed back.
+    #[arg(long, env = "CW_SHUTDOWN_DEADLINE", value_parser = humantime::parse_duration)]
+    shutdown_deadline: Option<Duration>,
+    /// How long completed jobs keep their record.
+    #[arg(long, env = "CW_RETENTION", value_parser = humantime::parse_duration)]
+    retention: Option<Duration>,
+}
+
+#[derive(Args)]
+struct EnqueueArgs {
+    /// Job kind (`function_name`), e.g. ping or sleep.
+    kind: String,
+    /// Arguments as JSON: an object becomes kwargs, an array args.
+    #[arg(long, default_value = "{}")]
+    args: String,
+    /// critical, high, normal or low.
+    #[arg(long, default_value = "normal")]
+    priority: Priority,
+    /// Start no earlier than this from now (e.g. 500ms, 2m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    delay: Option<Duration>,
+    /// A second enqueue with the same key returns the first job's id.
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Retries after the first attempt (0-10).
+    #[arg(long, default_value_t = 3)]
+    max_retries: u32,
+    /// Execution time limit in seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+    /// Display name (default: the kind).
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum JobsAction {
+    Show {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    /// Replay a dead-lettered job.
+    Retry {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueuesAction {
+    Pause { queue: String },
+    Resume { queue: String },
+}
+
+#[derive(Subcommand)]
+enum DeadAction {
+    List {
+        queue: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Replay one dead job by id, or the oldest --limit with --all.
+    Replay {
+        queue: String,
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+    /// Delete one dead job by id, or the oldest --limit with --all.
+    Purge {
+        queue: String,
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// No-op jobs: enqueue/s, drain jobs/s, end-to-end jobs/s, enqueue->start p50/p99, with apalis-redis.
+    Queue {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2000)]
+        latency_samples: usize,
+        /// Skip the apalis-redis comparison.
+        #[arg(long)]
+        no_peer: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(cli.config.as_deref())?;
+    if let Some(u) = &cli.redis_url {
+        s.redis_url = u.clone();
+    }
+    if let Some(p) = &cli.prefix {
+        s.prefix = p.clone();
+    }
+    Ok(s)
+}
+
+async fn queue_handle(s: &Settings, name: &str) -> anyhow::Result<RedisQueue> {
+    let conn = queue::connect(&s.redis_url)
+        .await
+        .with_context(|| format!("connecting to {}", s.redis_url))?;
+    Ok(RedisQueue::new(conn, &s.prefix, name, s.queue_options()))
+}
+
+/// The queue holding job `id`, searched across every known queue.
+async fn find_job(s: &Settings, registry: &Registry, id: &str) -> anyhow::Result<RedisQueue> {
+    let mut conn = queue::connect(&s.redis_url).await?;
+    let mut names = queue::known_queues(&mut conn, &s.prefix).await?;
+    names.extend(registry.queues());
+    names.sort();
+    names.dedup();
+    for n in names {
+        let q = RedisQueue::new(conn.clone(), &s.prefix, &n, s.queue_options());
+        if q.field(id, "status").await?.is_some() {
+            return Ok(q);
+        }
+    }
+    bail!("no job {id:?} in any queue under prefix {:?}", s.prefix)
+}
+
+fn print<T: serde::Serialize + std::fmt::Debug>(json: bool, v: &T) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        println!("{v:#?}");
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let registry = Registry::builtin();
+    let mut s = settings(&cli)?;
+    match cli.command {
+        Command::Run(a) => {
+            if !a.queues.is_empty() {
+                s.queues = a.queues;
+            }
+            if let Some(c) = a.concurrency {
+                s.concurrency = c;
+            }
+            if let Some(h) = a.http_addr {
+                s.http_addr = h;
+            }
+            if let Some(l) = a.lease {
+                s.lease_secs = l.as_secs_f64();
+            }
+            if let Some(d) = a.shutdown_deadline {
+                s.shutdown_deadline_secs = d.as_secs_f64();
+            }
+            if let Some(r) = a.retention {
+                s.finished_retention_secs = r.as_secs_f64();
+            }
+            let shutdown = runtime::shutdown_on_signals();
+            let reports = runtime::run(s, registry, shutdown).await?;
+            for r in reports {
+                eprintln!(
+                    "stopped {}: handed back {}, unflushed {}",
+                    r.worker, r.handed_back, r.unflushed
+                );
+            }
+        }
+        Command::Enqueue(a) => {
+            let spec = registry.resolve(&a.kind)?;
+            let args: serde_json::Value = serde_json::from_str(&a.args)
+                .with_context(|| format!("--args is not JSON: {}", a.args))?;
+            let mut b = JobBuilder::new(&a.kind, &spec.queue)
+                .arguments(args)
+                .priority(a.priority)
+                .max_retries(a.max_retries)
+                .timeout(a.timeout);
+            if let Some(d) = a.delay {
+                b = b.delay(d);
+            }
+            if let Some(k) = a.idempotency_key {
+                b = b.idempotency_key(k);
+            }
+            if let Some(n) = a.name {
+                b = b.name(n);
+            }
+            let job = b.build();
+            (spec.check)(&job).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let q = queue_handle(&s, &spec.queue).await?;
+            let r = q.enqueue(&job).await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": r.id, "created": r.created, "queue": spec.queue })
+                );
+            } else {
+                println!("{}", r.id);
+            }
+        }
+        Command::Jobs { action } => match action {
+            JobsAction::Show { id } => {
+                let q = find_job(&s, &registry, &id).await?;
+                let rec = q
+                    .show(&id)
+                    .await?
+                    .with_context(|| format!("job {id} vanished"))?;
+                println!("{}", serde_json::to_string_pretty(&rec)?);
+            }
+            JobsAction::Cancel { id } => {
+                let q = find_job(&s, &registry, &id).await?;
+                match q.cancel(&id).await? {
+                    CancelResult::Cancelled => println!("cancelled {id}"),
+                    CancelResult::Cancelling => {
+                        println!("cancelling {id}: its worker was signalled")
+                    }
+                    CancelResult::NotFound => bail!("no job {id}"),
+                    CancelResult::AlreadyFinished(st) => bail!("job {id} already ended: {st}"),
+                }
+            }
+            JobsAction::Retry { id } => {
+                let q = find_job(&s, &registry, &id).await?;
+                if q.replay(Some(&id), 1).await? == 0 {
+                    bail!("job {id} is not dead-lettered (only dead jobs can be retried)");
+                }
+                println!("replayed {id}");
+            }
+        },
+        Command::Queues { action } => match action {
+            None => {
+                let mut conn = queue::connect(&s.redis_url).await?;
+                let mut names = queue::known_queues(&mut conn, &s.prefix).await?;
+                names.extend(registry.queues());
+                names.sort();
+                names.dedup();
+                let mut all = Vec::new();
+                for n in names {
+                    all.push(
+                        RedisQueue::new(conn.clone(), &s.prefix, &n, s.queue_options())
+                            .stats()
+                            .await?,
+                    );
+                }
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&all)?);
+                } else {
+                    println!(
+                        "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>10}",
+                        "queue",
+                        "ready",
+                        "scheduled",
+                        "retrying",
+                        "running",
+                        "dead",
+                        "finished",
+                        "paused",
+                        "workers",
+                        "oldest_s"
+                    );
+                    for q in all {
+                        println!(
+                            "{:<14} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>10.1}",
+                            q.queue,
+                            q.ready,
+                            q.scheduled,
+                            q.retrying,
+                            q.running,
+                            q.dead,
+                            q.finished,
+                            q.paused,
+                            q.workers,
+                            q.oldest_ready_age_ms as f64 / 1000.0
+                        );
+                    }
+                }
+            }
+            Some(QueuesAction::Pause { queue }) => {
+                queue_handle(&s, &queue).await?.pause().await?;
+                println!("paused {queue}");
+            }
+            Some(QueuesAction::Resume { queue }) => {
+                queue_handle(&s, &queue).await?.resume().await?;
+                println!("resumed {queue}");
+            }
+        },
+        Command::Dead { action } => match action {
+            DeadAction::List { queue, limit } => {
+                let list = queue_handle(&s, &queue).await?.dead_list(0, limit).await?;
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                } else {
+                    for r in list {
+                        println!(
+                            "{}  {}  attempts {}  {}",
+                            r.id,
+                            r.function_name.as_deref().unwrap_or("?"),
+                            r.attempt,
+                            r.error_message.unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            DeadAction::Replay {
+                queue,
+                id,
+                all,
+                limit,
+            } => {
+                let q = queue_handle(&s, &queue).await?;
+                let n = match (id, all) {
+                    (Some(id), false) => q.replay(Some(&id), 1).await?,
+                    (None, true) => q.replay(None, limit).await?,
+                    _ => bail!("give a job id or --all (not both)"),
+                };
+                println!("replayed {n}");
+            }
+            DeadAction::Purge {
+                queue,
+                id,
+                all,
+                limit,
+            } => {
+                let q = queue_handle(&s, &queue).await?;
+                let n = match (id, all) {
+                    (Some(id), false) => q.purge_dead(Some(&id), 1).await?,
+                    (None, true) => q.purge_dead(None, limit).await?,
+                    _ => bail!("give a job id or --all (not both)"),
+                };
+                println!("purged {n}");
+            }
+        },
+        Command::Bench {
+            what:
+                BenchWhat::Queue {
+                    jobs,
+                    concurrency,
+                    latency_samples,
+                    no_peer,
+                },
+        } => {
+            let report = bench::run(BenchOptions {
+                redis_url: s.redis_url.clone(),
+                jobs,
+                concurrency,
+                latency_samples,
+                peer: !no_peer,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(cli.json, &report);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Every Prometheus metric chatter-worker exports, in one module.
+//!
+//! Counters and histograms are fed by pool events (`record_*`), never by job code; queue gauges
+//! are read from Redis at scrape time by [`collect`]. `/metrics` renders the process's recorder.
+use crate::queue::{self, RedisQueue};
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub const ENQUEUED: &str = "chatter_jobs_enqueued_total";
+pub const FINISHED: &str = "chatter_jobs_finished_total";
+pub const RESCUED: &str = "chatter_jobs_rescued_total";
+pub const STALE_ACKS: &str = "chatter_stale_acks_total";
+pub const ORPHANS: &str = "chatter_jobs_undecodable_total";
+pub const DURATION: &str = "chatter_job_duration_seconds";
+pub const WAIT: &str = "chatter_job_wait_seconds";
+pub const QUEUE_JOBS: &str = "chatter_queue_jobs";
+pub const OLDEST_READY: &str = "chatter_queue_oldest_ready_age_seconds";
+pub const PAUSED: &str = "chatter_queue_paused";
+pub const WORKERS: &str = "chatter_workers";
+pub const REDIS_ERRORS: &str = "chatter_redis_errors_total";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Install the process-wide recorder (once) and return its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(WAIT.into()), &buckets))
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // A recorder may already be installed (embedding applications): then ours only renders.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(ENQUEUED, "Jobs enqueued by this process");
+    describe_counter!(
+        FINISHED,
+        "Job runs ended, by outcome (completed, retried, failed, dead, cancelled, snoozed)"
+    );
+    describe_counter!(
+        RESCUED,
+        "Jobs whose lease expired and were handed back or dead-lettered"
+    );
+    describe_counter!(
+        STALE_ACKS,
+        "Finishes refused because the worker no longer held the job's fence"
+    );
+    describe_counter!(
+        ORPHANS,
+        "Payloads or ready-list entries that did not decode, dead-lettered"
+    );
+    describe_counter!(
+        REDIS_ERRORS,
+        "Redis calls that failed and were retried, by loop"
+    );
+    describe_histogram!(DURATION, Unit::Seconds, "Handler run time");
+    describe_histogram!(
+        WAIT,
+        Unit::Seconds,
+        "Time from a job becoming due to its start"
+    );
+    describe_gauge!(
+        QUEUE_JOBS,
+        "Jobs per queue and state, read from Redis at scrape time"
+    );
+    describe_gauge!(OLDEST_READY, Unit::Seconds, "Age of the oldest ready job");
+    describe_gauge!(PAUSED, "1 when the queue is paused");
+    describe_gauge!(WORKERS, "Live workers (heartbeat not expired)");
+}
+
+pub fn record_enqueued(queue: &str, kind: &str, n: u64) {
+    counter!(ENQUEUED, "queue" => queue.to_string(), "kind" => kind.to_string()).increment(n);
+}
+
+pub fn record_started(queue: &str, wait: Duration) {
+    histogram!(WAIT, "queue" => queue.to_string()).record(wait.as_secs_f64());
+}
+
+pub fn record_finished(queue: &str, kind: &str, outcome: &'static str, ran: Duration) {
+    counter!(FINISHED, "queue" => queue.to_string(), "kind" => kind.to_string(), "outcome" => outcome)
+        .increment(1);
+    histogram!(DURATION, "queue" => queue.to_string(), "kind" => kind.to_string())
+        .record(ran.as_secs_f64());
+}
+
+pub fn record_stale(queue: &str, n: u64) {
+    counter!(STALE_ACKS, "queue" => queue.to_string()).increment(n);
+}
+
+pub fn record_rescued(queue: &str, n: u64) {
+    counter!(RESCUED, "queue" => queue.to_string()).increment(n);
+}
+
+pub fn record_undecodable(queue: &str, n: u64) {
+    counter!(ORPHANS, "queue" => queue.to_string()).increment(n);
+}
+
+pub fn record_redis_error(queue: &str, loop_name: &'static str) {
+    counter!(REDIS_ERRORS, "queue" => queue.to_string(), "loop" => loop_name).increment(1);
+}
+
+/// Make sure every queue's counters exist from the start (a queue with no events still shows).
+pub fn register_queue(queue: &str) {
+    counter!(RESCUED, "queue" => queue.to_string()).increment(0);
+    counter!(STALE_ACKS, "queue" => queue.to_string()).increment(0);
+}
+
+/// Read every queue's state from Redis into the gauges (scrape time).
+pub async fn collect(queues: &[RedisQueue]) -> queue::Result<()> {
+    for q in queues {
+        let s = q.stats().await?;
+        let name = q.name().to_string();
+        for (state, v) in [
+            ("ready", s.ready),
+            ("scheduled", s.scheduled),
+            ("running", s.running),
+            ("retrying", s.retrying),
+            ("dead", s.dead),
+            ("finished", s.finished),
+        ] {
+            gauge!(QUEUE_JOBS, "queue" => name.clone(), "state" => state).set(v as f64);
+        }
+        gauge!(OLDEST_READY, "queue" => name.clone()).set(s.oldest_ready_age_ms as f64 / 1000.0);
+        gauge!(PAUSED, "queue" => name.clone()).set(if s.paused { 1.0 } else { 0.0 });
+        gauge!(WORKERS, "queue" => name).set(s.workers as f64);
+    }
+    Ok(())
+}

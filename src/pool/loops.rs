@@ -1,0 +1,338 @@
+//! The pool's background loops. Each retries Redis errors with capped, jittered backoff and
+//! goes on when Redis is back: a loop never ends on an error, only on its stop signal.
+use super::shared::{Claim, Shared};
+use crate::metrics;
+use crate::queue::{self, FinishEntry};
+use apalis_core::task::Task;
+use apalis_core::task::builder::TaskBuilder;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chatter_jobs::{Job, ProgressUpdate};
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Most finish entries written in one round trip.
+const FINISH_BATCH: usize = 2000;
+
+pub fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+async fn pause(d: Duration, stop: &CancellationToken) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = stop.cancelled() => {}
+    }
+}
+
+/// Claim jobs while permits are free; block on the wake-up token when the queue is empty.
+pub(crate) async fn fetch(
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Task<Job>>,
+    mut blocking: ConnectionManager,
+) {
+    let cfg = &shared.config;
+    let batch = cfg.fetch_batch.clamp(1, queue::claim::MAX_FETCH);
+    let mut retry = backoff();
+    let mut backlog = false;
+    loop {
+        // With a backlog, wait for a quarter of the pool to free up so each fetch is a real batch.
+        let min = if backlog {
+            (cfg.concurrency / 4).clamp(1, batch)
+        } else {
+            1
+        };
+        tokio::select! {
+            p = shared.permits.acquire_many(min as u32) => match p {
+                Ok(p) => p.forget(),
+                Err(_) => return,
+            },
+            _ = shared.stopping.cancelled() => return,
+        }
+        let mut n = min;
+        while n < batch {
+            match shared.permits.try_acquire() {
+                Ok(p) => {
+                    p.forget();
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        // Not cancelled mid-call: a claim whose reply was dropped would wait for its lease to expire.
+        let result = shared.queue.fetch(&shared.worker, n, cfg.lease).await;
+        let r = match result {
+            Ok(r) => r,
+            Err(e) => {
+                shared.permits.add_permits(n);
+                metrics::record_redis_error(shared.queue.name(), "fetch");
+                tracing::warn!(queue = shared.queue.name(), error = %e, "fetch failed; retrying");
+                pause(
+                    retry.next().unwrap_or(Duration::from_secs(1)),
+                    &shared.stopping,
+                )
+                .await;
+                continue;
+            }
+        };
+        retry = backoff();
+        if r.orphans > 0 {
+            metrics::record_undecodable(shared.queue.name(), r.orphans);
+            tracing::warn!(
+                queue = shared.queue.name(),
+                n = r.orphans,
+                "dead-lettered ready entries that were not job ids"
+            );
+        }
+        let got = r.jobs.len();
+        shared.permits.add_permits(n - got);
+        backlog = got == n;
+        for c in r.jobs {
+            shared.hold(&c);
+            match Job::decode(&c.payload) {
+                Ok(job) => {
+                    let claim = Claim {
+                        id: c.id,
+                        fence: c.fence,
+                        attempt: c.attempt,
+                        due_ms: c.due_ms,
+                    };
+                    let task = TaskBuilder::new(job).data(claim).build();
+                    // Capacity equals the permits, so this never waits; it fails only when the
+                    // worker is gone, and then the claim is handed back at the end of the pool.
+                    let _ = tx.send(task).await;
+                }
+                Err(e) => {
+                    tracing::warn!(queue = shared.queue.name(), id = %c.id, error = %e, "dead-lettering undecodable payload");
+                    shared.undecodable(&c, format!("cannot decode payload: {e}"));
+                }
+            }
+        }
+        if got > 0 || shared.stopping.is_cancelled() {
+            continue;
+        }
+        let now = queue::now_ms();
+        let wait = match (r.paused, r.next_due_ms) {
+            (false, Some(due)) => {
+                Duration::from_millis(due.saturating_sub(now).max(1)).min(cfg.idle_wait)
+            }
+            _ => cfg.idle_wait,
+        };
+        tokio::select! {
+            w = shared.queue.wait_for_work(&mut blocking, wait) => if let Err(e) = w {
+                metrics::record_redis_error(shared.queue.name(), "wait");
+                tracing::warn!(queue = shared.queue.name(), error = %e, "blocking wait failed; retrying");
+                pause(retry.next().unwrap_or(Duration::from_secs(1)), &shared.stopping).await;
+            },
+            _ = shared.stopping.cancelled() => return,
+        }
+    }
+}
+
+/// Write finishes in batches. On `closing`, drain what is queued, flush, and end. A failed write
+/// is retried until it lands; only when Redis stays down past the shutdown deadline does it give
+/// up, leaving those claims to expire and be rescued (run again: at-least-once).
+pub(crate) async fn finish(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<FinishEntry>,
+    closing: CancellationToken,
+) {
+    let mut batch: Vec<FinishEntry> = Vec::new();
+    let give_up = CancellationToken::new();
+    loop {
+        let last = tokio::select! {
+            m = rx.recv() => match m {
+                Some(e) => { batch.push(e); false }
+                None => true,
+            },
+            _ = closing.cancelled() => true,
+        };
+        while batch.len() < FINISH_BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if last {
+            let deadline = shared.config.shutdown_deadline;
+            let g = give_up.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(deadline).await;
+                g.cancel();
+            });
+            while let Ok(e) = rx.try_recv() {
+                batch.push(e);
+            }
+        }
+        flush(&shared, &mut batch, &give_up).await;
+        if last {
+            return;
+        }
+    }
+}
+
+async fn flush(shared: &Shared, batch: &mut Vec<FinishEntry>, give_up: &CancellationToken) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut retry = backoff();
+    loop {
+        match shared.queue.finish(batch).await {
+            Ok(report) => {
+                if report.stale > 0 {
+                    metrics::record_stale(shared.queue.name(), report.stale);
+                    tracing::warn!(
+                        queue = shared.queue.name(),
+                        n = report.stale,
+                        "refused stale finishes (fence moved on)"
+                    );
+                }
+                shared.release(batch);
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                metrics::record_redis_error(shared.queue.name(), "finish");
+                tracing::warn!(queue = shared.queue.name(), error = %e, n = batch.len(), "finish failed; retrying");
+                if give_up.is_cancelled() {
+                    batch.clear();
+                    return;
+                }
+                pause(retry.next().unwrap_or(Duration::from_secs(1)), give_up).await;
+            }
+        }
+    }
+}
+
+/// Heartbeats run on a thread and runtime of their own, with their own connection, so a handler
+/// that hogs the async workers can never starve them and lose its leases.
+pub(crate) fn spawn_heartbeat(
+    shared: Arc<Shared>,
+    url: String,
+    stop: CancellationToken,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("cw-heartbeat".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the heartbeat runtime");
+                    return;
+                }
+            };
+            rt.block_on(heartbeat(shared, url, stop));
+        })
+        .unwrap_or_else(|e| panic!("cannot spawn the heartbeat thread: {e}"))
+}
+
+async fn heartbeat(shared: Arc<Shared>, url: String, stop: CancellationToken) {
+    let lease = shared.config.lease;
+    let every = lease / 3;
+    let mut retry = backoff();
+    let queue = loop {
+        match queue::connect(&url).await {
+            Ok(conn) => break shared.queue.with_connection(conn),
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat cannot connect; retrying");
+                pause(retry.next().unwrap_or(Duration::from_secs(1)), &stop).await;
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    };
+    loop {
+        let held = shared.held_claims();
+        match queue.heartbeat(&shared.worker, &held, lease, lease).await {
+            Ok(r) => {
+                if !r.lost.is_empty() {
+                    tracing::warn!(
+                        queue = queue.name(),
+                        n = r.lost.len(),
+                        "lost claims to the rescuer; stopping them"
+                    );
+                    shared.lost(&r.lost);
+                }
+                shared.cancel_ids(&r.cancel);
+            }
+            Err(e) => {
+                metrics::record_redis_error(queue.name(), "heartbeat");
+                tracing::warn!(queue = queue.name(), error = %e, "heartbeat failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Trip the token of a running job as soon as its cancellation is published. (Heartbeats also
+/// report requested cancellations, so a message missed during a reconnect is not lost.)
+pub(crate) async fn cancel_listener(shared: Arc<Shared>, url: String, stop: CancellationToken) {
+    let channel = shared.queue.keys().cancel_channel();
+    let mut retry = backoff();
+    while !stop.is_cancelled() {
+        let sub = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let mut pubsub = match sub.await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cancel listener cannot subscribe; retrying");
+                pause(retry.next().unwrap_or(Duration::from_secs(1)), &stop).await;
+                continue;
+            }
+        };
+        retry = backoff();
+        let mut messages = pubsub.on_message();
+        loop {
+            tokio::select! {
+                m = messages.next() => match m {
+                    Some(m) => {
+                        let id: String = m.get_payload().unwrap_or_default();
+                        shared.cancel_ids(&[id]);
+                    }
+                    None => break,
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Write handlers' progress reports (best effort: a lost report is superseded by the next).
+pub(crate) async fn progress(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<ProgressUpdate>,
+    stop: CancellationToken,
+) {
+    loop {
+        let p = tokio::select! {
+            p = rx.recv() => match p { Some(p) => p, None => return },
+            _ = stop.cancelled() => return,
+        };
+        if let Err(e) = shared
+            .queue
+            .progress(&p.job_id, p.fence, p.progress, &p.message)
+            .await
+        {
+            tracing::debug!(error = %e, "progress not recorded");
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! One worker pool per queue: claims jobs, runs them through an apalis worker, records outcomes.
+//!
+//! [`run`] starts the pool's loops (fetch, finish, heartbeat on a thread of its own, cancel
+//! listener, progress) and an apalis worker over [`RedisBackend`]. On shutdown it stops fetching,
+//! lets running jobs finish until the deadline, hands back whatever has not ended, flushes the
+//! finishes, and returns a report. Every loop survives Redis outages with capped backoff.
+mod loops;
+pub mod shared;
+pub use loops::backoff as loops_backoff;
+
+use crate::queue::backend::{Dispatch, RedisBackend};
+use crate::queue::{self, RedisQueue};
+use crate::retry::RetryPolicy;
+use apalis::layers::WorkerBuilderExt;
+use apalis_core::worker::builder::WorkerBuilder;
+use chatter_jobs::Registry;
+use shared::Shared;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    /// Jobs run at once by this pool (claimed and not yet ended).
+    pub concurrency: usize,
+    /// Upper bound on any job's run time; a job's own `timeout` may be shorter.
+    pub timeout: Duration,
+    /// A claim is kept alive by heartbeats every lease/3; a silent worker loses it after this.
+    pub lease: Duration,
+    /// Most jobs one fetch claims.
+    pub fetch_batch: usize,
+    /// Longest an idle fetcher blocks before it looks again (it is woken at once on enqueue).
+    pub idle_wait: Duration,
+    /// On shutdown, running jobs get this long to finish before they are handed back.
+    pub shutdown_deadline: Duration,
+    /// Retry policy per job kind; others use Chatter's default with the job's `retry_delay`.
+    pub retry: HashMap<String, RetryPolicy>,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 16,
+            timeout: Duration::from_secs(3600),
+            lease: Duration::from_secs(30),
+            fetch_batch: 100,
+            idle_wait: Duration::from_secs(1),
+            shutdown_deadline: Duration::from_secs(25),
+            retry: HashMap::new(),
+        }
+    }
+}
+
+/// What a pool did before it stopped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PoolReport {
+    pub worker: String,
+    /// Claims handed back unfinished at shutdown (buffered, or running past the deadline).
+    pub handed_back: usize,
+    /// Claims still held when the finisher gave up (Redis down at exit): their leases expire
+    /// and the rescuer hands them back.
+    pub unflushed: usize,
+}
+
+/// A name unique to this process start: host, pid, queue and a random suffix.
+pub fn worker_name(queue: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let suffix = ulid::Ulid::new().to_string();
+    format!("{host}-{}-{queue}-{}", std::process::id(), &suffix[20..])
+}
+
+/// Run one queue's pool until `shutdown` is tripped, then drain (see module docs).
+pub async fn run(
+    queue: RedisQueue,
+    redis_url: String,
+    registry: Registry,
+    config: PoolConfig,
+    shutdown: CancellationToken,
+) -> queue::Result<PoolReport> {
+    let worker = worker_name(queue.name());
+    crate::metrics::register_queue(queue.name());
+    let blocking = queue::connect(&redis_url).await?;
+    let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+    let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+    let (task_tx, task_rx) = mpsc::channel(config.concurrency.max(1));
+    let deadline = config.shutdown_deadline;
+    let shared = Arc::new(Shared::new(
+        queue,
+        worker.clone(),
+        config,
+        registry,
+        finish_tx,
+        progress_tx,
+    ));
+    let closing = CancellationToken::new();
+    let background = CancellationToken::new();
+
+    let fetcher = tokio::spawn(loops::fetch(shared.clone(), task_tx, blocking));
+    let finisher = tokio::spawn(loops::finish(shared.clone(), finish_rx, closing.clone()));
+    let progress = tokio::spawn(loops::progress(
+        shared.clone(),
+        progress_rx,
+        background.clone(),
+    ));
+    let cancels = tokio::spawn(loops::cancel_listener(
+        shared.clone(),
+        redis_url.clone(),
+        background.clone(),
+    ));
+    let heartbeat = loops::spawn_heartbeat(shared.clone(), redis_url, background.clone());
+
+    let apalis_worker = WorkerBuilder::new(worker.as_str())
+        .backend(RedisBackend {
+            rx: task_rx,
+            shared: shared.clone(),
+        })
+        .catch_panic()
+        .build(Dispatch {
+            shared: shared.clone(),
+        });
+    // The apalis worker drains and exits once its context is stopped, which `run_until` does when
+    // the pool stops fetching.
+    let stopping = shared.stopping.clone();
+    let mut running = tokio::spawn(apalis_worker.run_until(async move {
+        stopping.cancelled().await;
+        Ok::<(), std::io::Error>(())
+    }));
+    tracing::info!(%worker, queue = shared.queue.name(), "pool started");
+
+    shutdown.cancelled().await;
+    shared.stopping.cancel();
+    let _ = fetcher.await;
+    let mut handed_back = 0;
+    if tokio::time::timeout(deadline, &mut running).await.is_err() {
+        // Past the deadline: give running jobs back first (their later outcomes are ignored),
+        // then stop the handlers.
+        handed_back += shared.hand_back_active();
+        running.abort();
+    }
+    // Claimed but never started (buffered when fetching stopped).
+    handed_back += shared.hand_back_active();
+    closing.cancel();
+    let _ = finisher.await;
+    background.cancel();
+    let _ = progress.await;
+    let _ = cancels.await;
+    let _ = tokio::task::spawn_blocking(move || heartbeat.join()).await;
+    let unflushed = shared.held_count();
+    let _ = shared.queue.deregister_worker(&worker).await;
+    tracing::info!(%worker, handed_back, unflushed, "pool stopped");
+    Ok(PoolReport {
+        worker,
+        handed_back,
+        unflushed,
+    })
+}

@@ -1,0 +1,258 @@
+//! State one pool's loops share: the claims this process holds, the concurrency permits, and the
+//! single place where a handler's [`Outcome`] becomes a queue [`Finish`] (with metrics).
+use super::PoolConfig;
+use crate::metrics;
+use crate::queue::claim::history_entry;
+use crate::queue::{Claimed, Finish, FinishEntry, RedisQueue};
+use crate::retry::{RetryPolicy, delay};
+use chatter_jobs::{Job, JobContext, Outcome, ProgressUpdate, Registry};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_util::sync::CancellationToken;
+
+/// A claim as carried in an apalis task's data.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: String,
+    pub fence: u64,
+    pub attempt: u32,
+    pub due_ms: u64,
+}
+
+#[derive(Debug)]
+struct Held {
+    cancel: CancellationToken,
+    /// Holds a concurrency permit: claimed and not yet ended (buffered or running).
+    active: bool,
+    /// Given back at shutdown: whatever the handler says later is not recorded.
+    handed_back: bool,
+}
+
+pub struct Shared {
+    pub queue: RedisQueue,
+    pub worker: String,
+    pub config: PoolConfig,
+    pub registry: Registry,
+    pub permits: Arc<Semaphore>,
+    /// Tripped when the pool stops fetching.
+    pub stopping: CancellationToken,
+    held: Mutex<HashMap<(String, u64), Held>>,
+    finish_tx: UnboundedSender<FinishEntry>,
+    progress_tx: UnboundedSender<ProgressUpdate>,
+    rng: Mutex<StdRng>,
+}
+
+impl Shared {
+    pub fn new(
+        queue: RedisQueue,
+        worker: String,
+        config: PoolConfig,
+        registry: Registry,
+        finish_tx: UnboundedSender<FinishEntry>,
+        progress_tx: UnboundedSender<ProgressUpdate>,
+    ) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(config.concurrency)),
+            queue,
+            worker,
+            config,
+            registry,
+            stopping: CancellationToken::new(),
+            held: Mutex::new(HashMap::new()),
+            finish_tx,
+            progress_tx,
+            rng: Mutex::new(StdRng::from_os_rng()),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), Held>> {
+        // A poisoned map only means another thread panicked mid-update; the data is still usable.
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Register a freshly claimed job (its permit is already taken).
+    pub fn hold(&self, c: &Claimed) {
+        let held = Held {
+            cancel: CancellationToken::new(),
+            active: true,
+            handed_back: false,
+        };
+        self.held().insert((c.id.clone(), c.fence), held);
+    }
+
+    pub fn context_for(&self, claim: &Claim) -> JobContext {
+        let cancel = self
+            .held()
+            .get(&(claim.id.clone(), claim.fence))
+            .map(|h| h.cancel.clone())
+            .unwrap_or_default();
+        JobContext::new(
+            claim.id.clone(),
+            claim.attempt,
+            claim.fence,
+            cancel,
+            Some(self.progress_tx.clone()),
+        )
+    }
+
+    /// (id, fence) of every claim whose lease must be kept alive.
+    pub fn held_claims(&self) -> Vec<(String, u64)> {
+        self.held().keys().cloned().collect()
+    }
+
+    pub fn held_count(&self) -> usize {
+        self.held().len()
+    }
+
+    /// Trip the cancellation token of every claim of these job ids.
+    pub fn cancel_ids(&self, ids: &[String]) {
+        for ((id, _), h) in self.held().iter() {
+            if ids.contains(id) {
+                h.cancel.cancel();
+            }
+        }
+    }
+
+    /// The claim moved on (rescued elsewhere): stop its handler.
+    pub fn lost(&self, claims: &[(String, u64)]) {
+        let held = self.held();
+        for c in claims {
+            if let Some(h) = held.get(c) {
+                h.cancel.cancel();
+            }
+        }
+    }
+
+    /// Forget claims whose finish was written (or refused).
+    pub fn release(&self, entries: &[FinishEntry]) {
+        let mut held = self.held();
+        for e in entries {
+            held.remove(&(e.id.clone(), e.fence));
+        }
+    }
+
+    /// End of an active claim: give back its permit. False when it was handed back already.
+    fn deactivate(&self, id: &str, fence: u64) -> bool {
+        let mut held = self.held();
+        let Some(h) = held.get_mut(&(id.to_string(), fence)) else {
+            return false;
+        };
+        let was_active = std::mem::replace(&mut h.active, false);
+        let handed_back = h.handed_back;
+        drop(held);
+        if was_active {
+            self.permits.add_permits(1);
+        }
+        !handed_back
+    }
+
+    /// The one place a handler's outcome is mapped to the queue and to metrics.
+    pub fn complete(&self, claim: &Claim, job: &Job, outcome: Outcome, ran: Duration) {
+        if !self.deactivate(&claim.id, claim.fence) {
+            return;
+        }
+        let max_attempts = job.max_attempts();
+        let (finish, label) = match outcome {
+            Outcome::Completed(v) => (
+                Finish::Completed {
+                    result: (!v.is_null()).then(|| v.to_string()),
+                },
+                "completed",
+            ),
+            Outcome::Retry(error) if claim.attempt < max_attempts => {
+                let policy = self
+                    .config
+                    .retry
+                    .get(&job.function_name)
+                    .cloned()
+                    .unwrap_or_else(|| RetryPolicy::with_base(job.retry_delay));
+                let wait = delay(
+                    claim.attempt,
+                    &policy,
+                    &mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()),
+                );
+                let history = history_entry(claim.attempt, &error, &self.worker);
+                let run_at_ms = crate::queue::now_ms() + wait.as_millis() as u64;
+                (
+                    Finish::Retry {
+                        error,
+                        history,
+                        run_at_ms,
+                    },
+                    "retried",
+                )
+            }
+            Outcome::Retry(error) => {
+                let history = history_entry(claim.attempt, &error, &self.worker);
+                let error = format!("{error} (gave up after {} attempts)", claim.attempt);
+                (Finish::Dead { error, history }, "dead")
+            }
+            Outcome::Fail(error) => {
+                let history = history_entry(claim.attempt, &error, &self.worker);
+                (Finish::Dead { error, history }, "failed")
+            }
+            Outcome::Snooze(d) => (
+                Finish::Snooze {
+                    run_at_ms: crate::queue::now_ms() + d.as_millis() as u64,
+                },
+                "snoozed",
+            ),
+            Outcome::Cancelled => (
+                Finish::Cancelled {
+                    reason: "cancelled".into(),
+                },
+                "cancelled",
+            ),
+        };
+        metrics::record_finished(self.queue.name(), &job.function_name, label, ran);
+        self.send(FinishEntry {
+            id: claim.id.clone(),
+            fence: claim.fence,
+            finish,
+        });
+    }
+
+    /// A claimed payload that does not decode: dead-letter it with the reason; the worker goes on.
+    pub fn undecodable(&self, c: &Claimed, error: String) {
+        self.deactivate(&c.id, c.fence);
+        metrics::record_undecodable(self.queue.name(), 1);
+        let history = history_entry(c.attempt, &error, &self.worker);
+        self.send(FinishEntry {
+            id: c.id.clone(),
+            fence: c.fence,
+            finish: Finish::Dead { error, history },
+        });
+    }
+
+    /// Hand back every claim whose handler has not ended (shutdown). Returns how many.
+    pub fn hand_back_active(&self) -> usize {
+        let mut back = Vec::new();
+        for ((id, fence), h) in self.held().iter_mut() {
+            if h.active && !h.handed_back {
+                h.handed_back = true;
+                h.cancel.cancel();
+                back.push(FinishEntry {
+                    id: id.clone(),
+                    fence: *fence,
+                    finish: Finish::Requeue,
+                });
+            }
+        }
+        let n = back.len();
+        for e in back {
+            self.send(e);
+        }
+        n
+    }
+
+    fn send(&self, e: FinishEntry) {
+        // The finisher lives as long as the pool; if it is gone the lease expires and the rescuer
+        // hands the job back: delivery stays at-least-once.
+        let _ = self.finish_tx.send(e);
+    }
+}

@@ -1,0 +1,219 @@
+//! Operators' and producers' view of jobs: show one, cancel, list and replay or purge dead letters,
+//! pause and resume a queue. Every change goes through an atomic script or a single command.
+use super::{RedisQueue, Result, int, now_ms, scripts, text};
+use chatter_jobs::{Job, Timestamp};
+use redis::Value;
+use serde::Serialize;
+use serde_json::Value as Json;
+use std::collections::HashMap;
+
+/// A job as Chatter shows it: the envelope's fields plus its state.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JobRecord {
+    pub id: String,
+    pub queue: String,
+    pub name: Option<String>,
+    pub function_name: Option<String>,
+    pub status: String,
+    pub priority: String,
+    pub created_at: Option<Timestamp>,
+    pub scheduled_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub completed_at: Option<Timestamp>,
+    pub error_message: Option<String>,
+    /// Failed attempts so far (Chatter's `retry_count`).
+    pub retry_count: u32,
+    pub max_retries: u32,
+    pub attempt: u32,
+    pub fence: u64,
+    pub result: Option<Json>,
+    pub progress: u8,
+    pub progress_message: Option<String>,
+    pub worker: Option<String>,
+    pub history: Json,
+    /// The stored envelope; `null` with `payload_error` set when it does not decode.
+    pub job: Option<Job>,
+    pub payload_error: Option<String>,
+    pub raw_payload: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelResult {
+    /// It had not started: it will never run.
+    Cancelled,
+    /// It is running: its worker was signalled and it ends `cancelled` at its next await.
+    Cancelling,
+    NotFound,
+    /// It already ended with this status.
+    AlreadyFinished(String),
+}
+
+fn ts(h: &HashMap<String, String>, f: &str) -> Option<Timestamp> {
+    h.get(f)
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|v| *v > 0)
+        .map(Timestamp)
+}
+
+impl RedisQueue {
+    pub async fn show(&self, id: &str) -> Result<Option<JobRecord>> {
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.job(id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let raw = h.get("payload").cloned().unwrap_or_default();
+        let (job, payload_error) = match Job::decode(raw.as_bytes()) {
+            Ok(j) => (Some(j), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let num = |f: &str| h.get(f).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let history: Json = h
+            .get("history")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Json::Array(vec![]));
+        let failures = history.as_array().map(|a| a.len()).unwrap_or(0) as u32;
+        let status = h.get("status").cloned().unwrap_or_default();
+        Ok(Some(JobRecord {
+            id: id.to_string(),
+            queue: self.name().to_string(),
+            name: job.as_ref().map(|j| j.name.clone()),
+            function_name: job.as_ref().map(|j| j.function_name.clone()),
+            priority: h.get("priority").cloned().unwrap_or_default(),
+            created_at: job.as_ref().map(|j| j.created_at),
+            scheduled_at: job.as_ref().and_then(|j| j.scheduled_at),
+            started_at: ts(&h, "started_at"),
+            completed_at: ts(&h, "completed_at"),
+            error_message: h.get("error").filter(|e| !e.is_empty()).cloned(),
+            retry_count: failures,
+            max_retries: (num("max_attempts") as u32).saturating_sub(1),
+            attempt: num("attempt") as u32,
+            fence: num("fence"),
+            result: h
+                .get("result")
+                .map(|r| serde_json::from_str(r).unwrap_or(Json::String(r.clone()))),
+            progress: num("progress").min(100) as u8,
+            progress_message: h.get("progress_message").cloned(),
+            worker: h.get("owner").cloned(),
+            history,
+            raw_payload: payload_error.as_ref().map(|_| raw.clone()),
+            job,
+            payload_error,
+            status,
+        }))
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<CancelResult> {
+        let k = &self.keys;
+        let r: String = scripts::CANCEL
+            .key(k.job_prefix())
+            .key(k.ready_prefix())
+            .key(k.scheduled())
+            .key(k.retry())
+            .key(k.done())
+            .arg(now_ms())
+            .arg(id)
+            .arg(k.cancel_channel())
+            .arg(self.options.finished_retention.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match r.as_str() {
+            "cancelled" => CancelResult::Cancelled,
+            "cancelling" => CancelResult::Cancelling,
+            "missing" => CancelResult::NotFound,
+            other => CancelResult::AlreadyFinished(other.to_string()),
+        })
+    }
+
+    /// Replay one dead job (`Some(id)`) or the oldest `limit` dead jobs; returns how many.
+    pub async fn replay(&self, id: Option<&str>, limit: usize) -> Result<u64> {
+        let k = &self.keys;
+        Ok(scripts::REPLAY
+            .key(k.dead())
+            .key(k.job_prefix())
+            .key(k.ready_prefix())
+            .key(k.notify())
+            .arg(id.unwrap_or(""))
+            .arg(limit.max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Delete one dead job (`Some(id)`) or the oldest `limit` dead jobs; returns how many.
+    pub async fn purge_dead(&self, id: Option<&str>, limit: usize) -> Result<u64> {
+        Ok(scripts::PURGE
+            .key(self.keys.dead())
+            .key(self.keys.job_prefix())
+            .arg(id.unwrap_or(""))
+            .arg(limit.max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Dead letters, oldest first.
+    pub async fn dead_list(&self, offset: usize, limit: usize) -> Result<Vec<JobRecord>> {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.dead())
+            .arg(offset)
+            .arg(offset + limit.max(1) - 1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.show(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn pause(&self) -> Result<()> {
+        let _: () = redis::cmd("SET")
+            .arg(self.keys.paused())
+            .arg(now_ms())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Resume and wake an idle fetcher at once.
+    pub async fn resume(&self) -> Result<()> {
+        let _: Value = redis::pipe()
+            .cmd("DEL")
+            .arg(self.keys.paused())
+            .cmd("RPUSH")
+            .arg(self.keys.notify())
+            .arg("1")
+            .cmd("LTRIM")
+            .arg(self.keys.notify())
+            .arg(0)
+            .arg(0)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn is_paused(&self) -> Result<bool> {
+        let n: Value = redis::cmd("EXISTS")
+            .arg(self.keys.paused())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(int(&n) == 1)
+    }
+
+    /// Raw field of a job's record (tests and diagnostics).
+    pub async fn field(&self, id: &str, field: &str) -> Result<Option<String>> {
+        let v: Value = redis::cmd("HGET")
+            .arg(self.keys.job(id))
+            .arg(field)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(match v {
+            Value::Nil => None,
+            other => Some(text(other)),
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! A worker's side of the queue: claim jobs, finish them, keep their leases, report progress.
+//!
+//! Every claim increments the job's fence; `finish`, `heartbeat` and `progress` carry the fence
+//! they were given and change nothing when it is no longer current (the job was rescued and
+//! handed to someone else). Such refusals are returned as counts for the stale-ack metric.
+use super::{RedisQueue, Result, array, int, now_ms, scripts, text};
+use redis::Value;
+use redis::aio::ConnectionManager;
+use std::time::Duration;
+
+/// Largest batch one fetch may claim (bounds the script's work and its `unpack`).
+pub const MAX_FETCH: usize = 500;
+/// Due scheduled / retrying jobs promoted per set per fetch.
+const PROMOTE_PER_FETCH: usize = 1000;
+/// Entries per finish call.
+const FINISH_CHUNK: usize = 500;
+
+/// A job claimed by this worker: its raw payload (decoded by the caller) and its claim.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: String,
+    pub payload: Vec<u8>,
+    pub fence: u64,
+    pub attempt: u32,
+    /// When the job became runnable (enqueue or run-at), ms: the start of its wait.
+    pub due_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct FetchResult {
+    pub jobs: Vec<Claimed>,
+    pub paused: bool,
+    /// When nothing was claimed: the run-at of the earliest scheduled or retrying job.
+    pub next_due_ms: Option<u64>,
+    /// Ready-list entries that were not job ids, dead-lettered by the fetch.
+    pub orphans: u64,
+}
+
+/// How a claimed job ended (the queue's side of an `Outcome`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    Completed {
+        result: Option<String>,
+    },
+    Retry {
+        error: String,
+        history: String,
+        run_at_ms: u64,
+    },
+    Dead {
+        error: String,
+        history: String,
+    },
+    Cancelled {
+        reason: String,
+    },
+    Snooze {
+        run_at_ms: u64,
+    },
+    /// Handed back unfinished (shutdown); the attempt is not counted.
+    Requeue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishEntry {
+    pub id: String,
+    pub fence: u64,
+    pub finish: Finish,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FinishReport {
+    pub applied: u64,
+    pub stale: u64,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct HeartbeatReport {
+    /// Claims (id, fence) this worker no longer holds (rescued elsewhere): stop them.
+    pub lost: Vec<(String, u64)>,
+    /// Jobs whose cancellation was requested: trip their tokens.
+    pub cancel: Vec<String>,
+}
+
+/// One attempt's entry in a job's history (JSON object).
+pub fn history_entry(attempt: u32, error: &str, worker: &str) -> String {
+    serde_json::json!({ "attempt": attempt, "error": error, "at": now_ms(), "worker": worker })
+        .to_string()
+}
+
+impl RedisQueue {
+    /// Claim up to `max` ready jobs (promoting due scheduled ones first) with a lease of `lease`.
+    pub async fn fetch(&self, worker: &str, max: usize, lease: Duration) -> Result<FetchResult> {
+        let now = now_ms();
+        let k = &self.keys;
+        let reply: Value = scripts::FETCH
+            .key(k.ready_prefix())
+            .key(k.scheduled())
+            .key(k.retry())
+            .key(k.leases())
+            .key(k.job_prefix())
+            .key(k.paused())
+            .key(k.notify())
+            .key(k.dead())
+            .arg(now)
+            .arg(max.clamp(1, MAX_FETCH))
+            .arg(now + lease.as_millis() as u64)
+            .arg(worker)
+            .arg(PROMOTE_PER_FETCH)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let a = array(reply, "fetch")?;
+        let mut out = FetchResult {
+            paused: a.first().map(int) == Some(1),
+            next_due_ms: a.get(1).map(int).filter(|d| *d >= 0).map(|d| d as u64),
+            orphans: a.get(2).map(int).unwrap_or(0) as u64,
+            jobs: Vec::with_capacity(a.len().saturating_sub(3) / 5),
+        };
+        let mut it = a.into_iter().skip(3);
+        while let (Some(id), Some(payload), Some(fence), Some(attempt), Some(due)) =
+            (it.next(), it.next(), it.next(), it.next(), it.next())
+        {
+            let payload = match payload {
+                Value::BulkString(b) => b,
+                other => text(other).into_bytes(),
+            };
+            out.jobs.push(Claimed {
+                id: text(id),
+                payload,
+                fence: int(&fence) as u64,
+                attempt: int(&attempt) as u32,
+                due_ms: int(&due) as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Block on the queue's wake-up token for up to `timeout` (on a connection of its own: a
+    /// blocking command would stall a shared multiplexed connection). Returns true when woken.
+    pub async fn wait_for_work(
+        &self,
+        blocking: &mut ConnectionManager,
+        timeout: Duration,
+    ) -> Result<bool> {
+        let secs = timeout.as_secs_f64().max(0.001);
+        let r: Option<(String, String)> = redis::cmd("BLPOP")
+            .arg(self.keys.notify())
+            .arg(secs)
+            .query_async(blocking)
+            .await?;
+        Ok(r.is_some())
+    }
+
+    /// Record how claimed jobs ended; entries with a stale fence are refused and counted.
+    pub async fn finish(&self, entries: &[FinishEntry]) -> Result<FinishReport> {
+        let mut report = FinishReport::default();
+        let k = &self.keys;
+        let retention = self.options.finished_retention.as_millis() as u64;
+        for chunk in entries.chunks(FINISH_CHUNK) {
+            let mut inv = scripts::FINISH.prepare_invoke();
+            inv.key(k.job_prefix())
+                .key(k.leases())
+                .key(k.done())
+                .key(k.dead())
+                .key(k.retry())
+                .key(k.scheduled())
+                .key(k.ready_prefix())
+                .key(k.notify())
+                .arg(now_ms())
+                .arg(retention);
+            for e in chunk {
+                let (action, a, b, c): (&str, &str, &str, u64) = match &e.finish {
+                    Finish::Completed { result } => {
+                        ("completed", result.as_deref().unwrap_or(""), "", 0)
+                    }
+                    Finish::Retry {
+                        error,
+                        history,
+                        run_at_ms,
+                    } => ("retry", error, history, *run_at_ms),
+                    Finish::Dead { error, history } => ("dead", error, history, 0),
+                    Finish::Cancelled { reason } => ("cancelled", reason, "", 0),
+                    Finish::Snooze { run_at_ms } => ("snooze", "", "", *run_at_ms),
+                    Finish::Requeue => ("requeue", "", "", 0),
+                };
+                inv.arg(&e.id).arg(e.fence).arg(action).arg(a).arg(b).arg(c);
+            }
+            let (applied, stale): (u64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
+            report.applied += applied;
+            report.stale += stale;
+        }
+        Ok(report)
+    }
+
+    /// Extend the leases of the jobs this worker holds and mark the worker alive until `alive_for`.
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        held: &[(String, u64)],
+        lease: Duration,
+        alive_for: Duration,
+    ) -> Result<HeartbeatReport> {
+        let now = now_ms();
+        let mut report = HeartbeatReport::default();
+        // One call per bounded chunk; the worker registration rides on each.
+        let empty = [(String::new(), 0u64); 0];
+        let chunks: Vec<&[(String, u64)]> = if held.is_empty() {
+            vec![&empty[..]]
+        } else {
+            held.chunks(FINISH_CHUNK).collect()
+        };
+        for chunk in chunks {
+            let mut inv = scripts::HEARTBEAT.prepare_invoke();
+            inv.key(self.keys.leases())
+                .key(self.keys.job_prefix())
+                .key(self.keys.workers())
+                .arg(now + lease.as_millis() as u64)
+                .arg(worker)
+                .arg(now + alive_for.as_millis() as u64);
+            for (id, fence) in chunk {
+                inv.arg(id).arg(*fence);
+            }
+            let (lost, cancel): (Vec<String>, Vec<String>) =
+                inv.invoke_async(&mut self.conn.clone()).await?;
+            let mut it = lost.into_iter();
+            while let (Some(id), Some(fence)) = (it.next(), it.next()) {
+                report.lost.push((id, fence.parse().unwrap_or(0)));
+            }
+            report.cancel.extend(cancel);
+        }
+        Ok(report)
+    }
+
+    /// Record a running job's progress and publish a `job.progress` event. False when stale.
+    pub async fn progress(
+        &self,
+        id: &str,
+        fence: u64,
+        progress: u8,
+        message: &str,
+    ) -> Result<bool> {
+        let event = serde_json::json!({
+            "type": "job.progress",
+            "queue": self.name(),
+            "job_id": id,
+            "progress": progress,
+            "message": message,
+        });
+        let n: i64 = scripts::PROGRESS
+            .key(self.keys.job(id))
+            .arg(fence)
+            .arg(progress)
+            .arg(message)
+            .arg(self.keys.events_channel())
+            .arg(event.to_string())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(n == 1)
+    }
+}

@@ -1,0 +1,112 @@
+//! Producers' side: put jobs on a queue, one at a time or in large pipelined batches.
+//!
+//! A single enqueue is one round trip. A batch is cut into bounded chunks (one script call each)
+//! sent in pipelined groups, so 100k jobs take a few dozen round trips and no call blocks Redis
+//! for long. Enqueue is idempotent by job id, so a producer may resend after a lost reply.
+use super::{QueueError, RedisQueue, Result, array, int, now_ms, scripts, text};
+use chatter_jobs::Job;
+use redis::Value;
+
+/// Jobs per script call: bounds how long one call holds Redis (~a few ms).
+const CHUNK: usize = 500;
+/// Script calls per pipelined round trip.
+const CHUNKS_PER_ROUND_TRIP: usize = 16;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: String,
+    /// False when an idempotency key (or the same id) matched an existing job.
+    pub created: bool,
+}
+
+impl RedisQueue {
+    pub async fn enqueue(&self, job: &Job) -> Result<Enqueued> {
+        Ok(self
+            .enqueue_batch(std::slice::from_ref(job))
+            .await?
+            .remove(0))
+    }
+
+    /// Enqueue many jobs; the reply lists each job's id in order. Every job is validated before
+    /// anything is sent, so a bad job refuses the whole batch.
+    pub async fn enqueue_batch(&self, jobs: &[Job]) -> Result<Vec<Enqueued>> {
+        for job in jobs {
+            job.validate()?;
+            if job.queue != self.name() {
+                return Err(QueueError::WrongQueue {
+                    id: job.id.clone(),
+                    job_queue: job.queue.clone(),
+                    queue: self.name().to_string(),
+                });
+            }
+        }
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SADD")
+            .arg(super::Keys::registry(self.keys.prefix()))
+            .arg(self.name())
+            .query_async(&mut conn)
+            .await?;
+        let mut out = Vec::with_capacity(jobs.len());
+        for group in jobs.chunks(CHUNK * CHUNKS_PER_ROUND_TRIP) {
+            let replies = self.send_group(&mut conn, group).await?;
+            for reply in replies {
+                let mut it = array(reply, "enqueue")?.into_iter();
+                while let (Some(id), Some(created)) = (it.next(), it.next()) {
+                    out.push(Enqueued {
+                        id: text(id),
+                        created: int(&created) == 1,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn send_group(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        group: &[Job],
+    ) -> Result<Vec<Value>> {
+        let now = now_ms();
+        let ttl = self.options.idempotency_ttl.as_millis() as u64;
+        let build = || {
+            let mut pipe = redis::pipe();
+            for chunk in group.chunks(CHUNK) {
+                let cmd = pipe
+                    .cmd("EVALSHA")
+                    .arg(scripts::ENQUEUE.get_hash())
+                    .arg(5)
+                    .arg(self.keys.job_prefix())
+                    .arg(self.keys.ready_prefix())
+                    .arg(self.keys.scheduled())
+                    .arg(self.keys.notify())
+                    .arg(self.keys.idem_prefix())
+                    .arg(now)
+                    .arg(ttl);
+                for job in chunk {
+                    let run_at = job
+                        .scheduled_at
+                        .map(|t| t.millis())
+                        .filter(|t| *t > now)
+                        .unwrap_or(0);
+                    cmd.arg(&job.id)
+                        .arg(job.encode())
+                        .arg(job.priority.as_str())
+                        .arg(run_at)
+                        .arg(job.max_attempts())
+                        .arg(job.idempotency_key.as_deref().unwrap_or(""));
+                }
+            }
+            pipe
+        };
+        match build().query_async::<Vec<Value>>(conn).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                // A restarted Redis lost its script cache: load and resend. Enqueue is idempotent
+                // by job id, so chunks that did run are not enqueued twice.
+                scripts::ENQUEUE.prepare_invoke().load_async(conn).await?;
+                Ok(build().query_async(conn).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+}

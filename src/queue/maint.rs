@@ -1,0 +1,132 @@
+//! Queue upkeep that is safe to run in every process at once: each step is one atomic script over
+//! a bounded number of entries. Used by the rescuer and retention loops and the metrics collector.
+use super::{RedisQueue, Result, array, int, now_ms, scripts};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RescueReport {
+    /// Expired leases put back to ready.
+    pub requeued: u64,
+    /// Expired leases whose attempts were spent: dead-lettered.
+    pub dead: u64,
+    /// Expired leases of jobs whose cancellation was requested.
+    pub cancelled: u64,
+}
+
+impl RescueReport {
+    pub fn total(&self) -> u64 {
+        self.requeued + self.dead + self.cancelled
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TrimReport {
+    pub finished_removed: u64,
+    pub dead_removed: u64,
+}
+
+/// One queue's depth per state.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Ready jobs per priority: critical, high, normal, low.
+    pub ready_by_priority: [u64; 4],
+    pub ready: u64,
+    pub scheduled: u64,
+    pub retrying: u64,
+    pub running: u64,
+    pub dead: u64,
+    pub finished: u64,
+    pub paused: bool,
+    pub workers: u64,
+    /// Age of the oldest ready job, ms (0 when none is ready).
+    pub oldest_ready_age_ms: u64,
+}
+
+impl RedisQueue {
+    /// Hand back up to `limit` jobs whose lease expired before now.
+    pub async fn rescue(&self, limit: usize) -> Result<RescueReport> {
+        let k = &self.keys;
+        let (requeued, dead, cancelled): (u64, u64, u64) = scripts::RESCUE
+            .key(k.leases())
+            .key(k.job_prefix())
+            .key(k.ready_prefix())
+            .key(k.dead())
+            .key(k.done())
+            .key(k.notify())
+            .arg(now_ms())
+            .arg(limit)
+            .arg(self.options.finished_retention.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(RescueReport {
+            requeued,
+            dead,
+            cancelled,
+        })
+    }
+
+    /// Enforce retention on finished and dead jobs, at most `limit` deletions per set.
+    pub async fn trim(&self, limit: usize) -> Result<TrimReport> {
+        let k = &self.keys;
+        let o = &self.options;
+        let (finished_removed, dead_removed): (u64, u64) = scripts::TRIM
+            .key(k.done())
+            .key(k.dead())
+            .key(k.job_prefix())
+            .key(k.workers())
+            .arg(now_ms())
+            .arg(o.finished_retention.as_millis() as u64)
+            .arg(o.max_finished)
+            .arg(o.max_dead)
+            .arg(limit)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(TrimReport {
+            finished_removed,
+            dead_removed,
+        })
+    }
+
+    pub async fn stats(&self) -> Result<QueueStats> {
+        let k = &self.keys;
+        let now = now_ms();
+        let reply = scripts::STATS
+            .key(k.ready_prefix())
+            .key(k.scheduled())
+            .key(k.retry())
+            .key(k.leases())
+            .key(k.dead())
+            .key(k.done())
+            .key(k.paused())
+            .key(k.workers())
+            .key(k.job_prefix())
+            .arg(now)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let v: Vec<i64> = array(reply, "stats")?.iter().map(int).collect();
+        if v.len() < 12 {
+            return Err(super::QueueError::Reply {
+                script: "stats",
+                detail: format!("{v:?}"),
+            });
+        }
+        let by = [v[0] as u64, v[1] as u64, v[2] as u64, v[3] as u64];
+        Ok(QueueStats {
+            queue: self.name().to_string(),
+            ready_by_priority: by,
+            ready: by.iter().sum(),
+            scheduled: v[4] as u64,
+            retrying: v[5] as u64,
+            running: v[6] as u64,
+            dead: v[7] as u64,
+            finished: v[8] as u64,
+            paused: v[9] == 1,
+            workers: v[10] as u64,
+            oldest_ready_age_ms: if v[11] < 0 {
+                0
+            } else {
+                now.saturating_sub(v[11] as u64)
+            },
+        })
+    }
+}

@@ -1,0 +1,186 @@
+//! The Redis job queue: producers enqueue into it, workers claim from it, operators inspect it.
+//!
+//! [`RedisQueue`] is a handle on one queue (its keys, a shared connection, its retention
+//! settings). Its operations are split by role: `enqueue` (producers), `claim` (a worker's fetch,
+//! finish, heartbeat, progress), `maint` (rescue, trim, stats: safe in every process) and
+//! `admin` (show, cancel, replay, purge, pause). The apalis `Backend` lives in `backend`.
+pub mod admin;
+#[cfg(feature = "worker")]
+pub mod backend;
+pub mod claim;
+pub mod enqueue;
+pub mod keys;
+pub mod maint;
+pub mod scripts;
+
+pub use admin::{CancelResult, JobRecord};
+pub use claim::{Claimed, FetchResult, Finish, FinishEntry, HeartbeatReport};
+pub use enqueue::Enqueued;
+pub use keys::Keys;
+pub use maint::{QueueStats, RescueReport, TrimReport};
+
+use chatter_jobs::envelope::InvalidJob;
+use chatter_jobs::registry::UnknownKind;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Value};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("redis: {0}")]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidJob),
+    #[error(transparent)]
+    UnknownKind(#[from] UnknownKind),
+    #[error("job {id} names queue {job_queue:?} but was enqueued on {queue:?}")]
+    WrongQueue {
+        id: String,
+        job_queue: String,
+        queue: String,
+    },
+    #[error("unexpected reply from script {script}: {detail}")]
+    Reply {
+        script: &'static str,
+        detail: String,
+    },
+}
+
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+/// Connect with the settings every chatter-worker connection uses: a response timeout long enough
+/// for a bounded batch script, and automatic reconnection (callers retry failed calls).
+pub async fn connect(url: &str) -> Result<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(30)))
+        .set_min_delay(Duration::from_millis(20))
+        .set_max_delay(Duration::from_secs(1))
+        .set_number_of_retries(3);
+    Ok(client.get_connection_manager_with_config(config).await?)
+}
+
+/// How long finished work is remembered.
+#[derive(Clone, Debug)]
+pub struct QueueOptions {
+    /// A second enqueue with the same idempotency key within this time returns the first job's id.
+    pub idempotency_ttl: Duration,
+    /// Completed and cancelled jobs keep their record this long (0 = delete at once).
+    pub finished_retention: Duration,
+    /// At most this many completed / cancelled records are kept (oldest go first).
+    pub max_finished: u64,
+    /// At most this many dead letters are kept (oldest go first).
+    pub max_dead: u64,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            finished_retention: Duration::from_secs(24 * 3600),
+            max_finished: 100_000,
+            max_dead: 1_000_000,
+        }
+    }
+}
+
+/// A handle on one queue. Cheap to clone: the connection is shared and multiplexed.
+#[derive(Clone)]
+pub struct RedisQueue {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: Keys,
+    pub(crate) options: QueueOptions,
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("keys", &self.keys)
+            .finish()
+    }
+}
+
+impl RedisQueue {
+    pub fn new(conn: ConnectionManager, prefix: &str, queue: &str, options: QueueOptions) -> Self {
+        Self {
+            conn,
+            keys: Keys::new(prefix, queue),
+            options,
+        }
+    }
+    pub fn name(&self) -> &str {
+        self.keys.queue()
+    }
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+    pub fn options(&self) -> &QueueOptions {
+        &self.options
+    }
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+    /// The same queue over another connection (a loop that must not share one).
+    pub fn with_connection(&self, conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            keys: self.keys.clone(),
+            options: self.options.clone(),
+        }
+    }
+    /// Remove a stopped worker from the live-worker set.
+    pub async fn deregister_worker(&self, worker: &str) -> Result<()> {
+        let _: i64 = redis::cmd("ZREM")
+            .arg(self.keys.workers())
+            .arg(worker)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+/// Every queue name recorded under a prefix.
+pub async fn known_queues(conn: &mut ConnectionManager, prefix: &str) -> Result<Vec<String>> {
+    let mut names: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(Keys::registry(prefix))
+        .query_async(conn)
+        .await?;
+    names.sort();
+    Ok(names)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    chatter_jobs::Timestamp::now().millis()
+}
+
+pub(crate) fn int(v: &Value) -> i64 {
+    match v {
+        Value::Int(i) => *i,
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        Value::SimpleString(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+pub(crate) fn text(v: Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(&b).into_owned(),
+        Value::SimpleString(s) => s,
+        Value::Int(i) => i.to_string(),
+        _ => String::new(),
+    }
+}
+
+pub(crate) fn array(v: Value, script: &'static str) -> Result<Vec<Value>> {
+    match v {
+        Value::Array(a) => Ok(a),
+        other => Err(QueueError::Reply {
+            script,
+            detail: format!("expected an array, got {other:?}"),
+        }),
+    }
+}

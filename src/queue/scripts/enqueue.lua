@@ -1,0 +1,49 @@
+-- enqueue: add jobs to one queue atomically (one call carries a bounded chunk of a batch).
+-- KEYS[1] job key prefix        <p>:{q}:job:
+-- KEYS[2] ready key prefix      <p>:{q}:ready:   (+ priority)
+-- KEYS[3] scheduled ZSET        (score: run-at ms)
+-- KEYS[4] notify LIST           (one token wakes a blocked fetcher)
+-- KEYS[5] idempotency prefix    <p>:{q}:idem:
+-- ARGV[1] now (ms)   ARGV[2] idempotency TTL (ms)
+-- ARGV[3..] six values per job: id, payload, priority, run_at ms (0 = now), max_attempts, idempotency key ('' = none)
+-- Returns a flat array, two values per job: the job id (the first job's id on an idempotency hit,
+--   or the same id when that id already exists), and 1 if this call created it, else 0.
+local now = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local out = {}
+local pushed = false
+for i = 3, #ARGV, 6 do
+  local id, payload, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local run_at, max_attempts, idem = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
+  local existing = false
+  if idem ~= '' then
+    existing = redis.call('GET', KEYS[5] .. idem)
+  end
+  -- Re-sending the same id (a producer retrying after a lost reply) never enqueues twice.
+  if not existing and redis.call('EXISTS', KEYS[1] .. id) == 1 then
+    existing = id
+  end
+  if existing then
+    out[#out + 1] = existing
+    out[#out + 1] = 0
+  else
+    if idem ~= '' then
+      redis.call('SET', KEYS[5] .. idem, id, 'PX', ttl)
+    end
+    redis.call('HSET', KEYS[1] .. id, 'payload', payload, 'status', 'pending', 'priority', prio,
+      'fence', 0, 'attempt', 0, 'max_attempts', max_attempts, 'enqueued_at', now, 'run_at', run_at)
+    if run_at > now then
+      redis.call('ZADD', KEYS[3], run_at, id)
+    else
+      redis.call('RPUSH', KEYS[2] .. prio, id)
+    end
+    -- A delayed job wakes an idle fetcher too, so it recomputes how long to sleep.
+    pushed = true
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
+end
+if pushed and redis.call('LLEN', KEYS[4]) == 0 then
+  redis.call('RPUSH', KEYS[4], '1')
+end
+return out

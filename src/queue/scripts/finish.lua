@@ -1,0 +1,82 @@
+-- finish: record how claimed jobs ended, refusing any entry whose fence is no longer current.
+-- KEYS[1] job key prefix  KEYS[2] leases ZSET  KEYS[3] done ZSET  KEYS[4] dead ZSET
+-- KEYS[5] retry ZSET      KEYS[6] scheduled ZSET  KEYS[7] ready key prefix  KEYS[8] notify LIST
+-- ARGV[1] now ms   ARGV[2] finished-record retention ms (0 = delete at once)
+-- ARGV[3..] six values per job: id, fence, action, a, b, c
+--   completed  a = result JSON ('' = none)
+--   retry      a = error, b = attempt-history entry (JSON object), c = run-at ms
+--   dead       a = error, b = attempt-history entry
+--   cancelled  a = reason
+--   snooze     c = run-at ms (the attempt is not counted)
+--   requeue    handed back unfinished at shutdown (the attempt is not counted)
+-- Returns {applied, stale}: stale entries (fence moved on, or job no longer running) change nothing.
+local now = tonumber(ARGV[1])
+local retention = tonumber(ARGV[2])
+local applied, stale = 0, 0
+local pushed = false
+
+local function append_history(jk, entry)
+  local h = redis.call('HGET', jk, 'history')
+  if not h or h == '' then
+    h = '[' .. entry .. ']'
+  else
+    h = string.sub(h, 1, -2) .. ',' .. entry .. ']'
+  end
+  redis.call('HSET', jk, 'history', h)
+end
+
+local function finished(jk, id)
+  redis.call('ZADD', KEYS[3], now, id)
+  if retention > 0 then
+    redis.call('PEXPIRE', jk, retention)
+  else
+    redis.call('DEL', jk)
+    redis.call('ZREM', KEYS[3], id)
+  end
+end
+
+for i = 3, #ARGV, 6 do
+  local id, fence, action = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local a, b, c = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local jk = KEYS[1] .. id
+  local s = redis.call('HMGET', jk, 'fence', 'status', 'priority')
+  if s[1] ~= fence or s[2] ~= 'running' then
+    stale = stale + 1
+  else
+    applied = applied + 1
+    redis.call('ZREM', KEYS[2], id)
+    if action == 'completed' then
+      redis.call('HSET', jk, 'status', 'completed', 'completed_at', now)
+      if a ~= '' then redis.call('HSET', jk, 'result', a) end
+      finished(jk, id)
+    elseif action == 'retry' then
+      redis.call('HSET', jk, 'status', 'retrying', 'error', a)
+      append_history(jk, b)
+      redis.call('ZADD', KEYS[5], tonumber(c), id)
+      pushed = true
+    elseif action == 'dead' then
+      redis.call('HSET', jk, 'status', 'failed', 'error', a, 'completed_at', now)
+      append_history(jk, b)
+      redis.call('ZADD', KEYS[4], now, id)
+    elseif action == 'cancelled' then
+      redis.call('HSET', jk, 'status', 'cancelled', 'error', a, 'completed_at', now)
+      finished(jk, id)
+    elseif action == 'snooze' then
+      redis.call('HINCRBY', jk, 'attempt', -1)
+      redis.call('HSET', jk, 'status', 'pending')
+      redis.call('ZADD', KEYS[6], tonumber(c), id)
+      pushed = true
+    elseif action == 'requeue' then
+      redis.call('HINCRBY', jk, 'attempt', -1)
+      redis.call('HSET', jk, 'status', 'pending')
+      redis.call('LPUSH', KEYS[7] .. s[3], id)
+      pushed = true
+    else
+      return redis.error_reply('finish: unknown action ' .. action)
+    end
+  end
+end
+if pushed and redis.call('LLEN', KEYS[8]) == 0 then
+  redis.call('RPUSH', KEYS[8], '1')
+end
+return { applied, stale }

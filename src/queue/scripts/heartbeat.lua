@@ -1,0 +1,20 @@
+-- heartbeat: extend the leases a worker still holds and register the worker as alive.
+-- KEYS[1] leases ZSET   KEYS[2] job key prefix   KEYS[3] workers ZSET (score: expiry ms)
+-- ARGV[1] new lease deadline ms   ARGV[2] worker name   ARGV[3] worker expiry ms
+-- ARGV[4..] two values per held job: id, fence
+-- Returns {lost (id, fence pairs, flat), ids whose cancellation was requested}. A lost job was rescued or finished by
+--   someone else: its fence moved on, so the holder must stop (its finish would be refused anyway).
+local lost, cancel = {}, {}
+for i = 4, #ARGV, 2 do
+  local id, fence = ARGV[i], ARGV[i + 1]
+  local s = redis.call('HMGET', KEYS[2] .. id, 'fence', 'status', 'cancel')
+  if s[1] == fence and s[2] == 'running' then
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    if s[3] == '1' then cancel[#cancel + 1] = id end
+  else
+    lost[#lost + 1] = id
+    lost[#lost + 1] = fence
+  end
+end
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+return { lost, cancel }

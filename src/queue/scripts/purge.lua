@@ -1,0 +1,14 @@
+-- purge: delete dead-lettered jobs for good.
+-- KEYS[1] dead ZSET   KEYS[2] job key prefix
+-- ARGV[1] job id ('' = the oldest ARGV[2] dead jobs)   ARGV[2] limit
+-- Returns the number of jobs deleted.
+local ids
+if ARGV[1] ~= '' then ids = { ARGV[1] } else ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1) end
+local n = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('DEL', KEYS[2] .. id)
+    n = n + 1
+  end
+end
+return n

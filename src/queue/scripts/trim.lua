@@ -1,0 +1,21 @@
+-- trim: bounded retention of finished jobs, so Redis memory is flat after a burst.
+-- KEYS[1] done ZSET   KEYS[2] dead ZSET   KEYS[3] job key prefix   KEYS[4] workers ZSET
+-- ARGV[1] now ms   ARGV[2] done retention ms   ARGV[3] max done records   ARGV[4] max dead records
+-- ARGV[5] at most this many deletions per set in this call
+-- Returns {done removed, dead removed}. Finished records also carry a PEXPIRE; this drops the
+--   index entries and enforces the count caps (oldest first).
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[5])
+local function drop_oldest(set, k)
+  if k <= 0 then return 0 end
+  if k > limit then k = limit end
+  local ids = redis.call('ZRANGE', set, 0, k - 1)
+  for _, id in ipairs(ids) do redis.call('DEL', KEYS[3] .. id) end
+  redis.call('ZREMRANGEBYRANK', set, 0, k - 1)
+  return #ids
+end
+local done = drop_oldest(KEYS[1], redis.call('ZCOUNT', KEYS[1], '-inf', now - tonumber(ARGV[2])))
+done = done + drop_oldest(KEYS[1], redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]))
+local dead = drop_oldest(KEYS[2], redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4]))
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+return { done, dead }

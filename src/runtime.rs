@@ -1,0 +1,156 @@
+//! `chatter-worker run`: every configured queue's pool, the rescuer, retention and the HTTP
+//! endpoints in one process, until the shutdown token trips (SIGTERM / SIGINT in the binary).
+use crate::config::Settings;
+use crate::http::{self, HttpState};
+use crate::pool::{self, PoolReport};
+use crate::queue::{self, Keys, RedisQueue};
+use crate::rescuer::{Rescuer, RescuerConfig};
+use crate::retention::{Retention, RetentionConfig};
+use crate::{metrics, pool::loops_backoff};
+use chatter_jobs::Registry;
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+}
+
+/// Connect, retrying with capped backoff until Redis answers or `shutdown` trips.
+pub async fn connect_until(url: &str, shutdown: &CancellationToken) -> Option<ConnectionManager> {
+    let mut retry = loops_backoff();
+    loop {
+        match queue::connect(url).await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis not reachable yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(retry.next().unwrap_or(Duration::from_secs(1))) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
+pub async fn run(
+    settings: Settings,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> Result<Vec<PoolReport>, RunError> {
+    settings.validate(&registry)?;
+    let handle = metrics::install();
+    let listener = tokio::net::TcpListener::bind(&settings.http_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: settings.http_addr.clone(),
+            source,
+        })?;
+    let Some(mut conn) = connect_until(&settings.redis_url, &shutdown).await else {
+        return Ok(Vec::new());
+    };
+    let names = settings.queue_names(&registry);
+    let _: () = redis::cmd("SADD")
+        .arg(Keys::registry(&settings.prefix))
+        .arg(&names)
+        .query_async(&mut conn)
+        .await
+        .map_err(queue::QueueError::from)?;
+    let queues: Vec<RedisQueue> = names
+        .iter()
+        .map(|n| RedisQueue::new(conn.clone(), &settings.prefix, n, settings.queue_options()))
+        .collect();
+    tracing::info!(addr = %settings.http_addr, queues = ?names, "chatter-worker running");
+
+    let background = CancellationToken::new();
+    let http = tokio::spawn(http::serve(
+        listener,
+        HttpState {
+            queues: Arc::new(queues.clone()),
+            handle,
+        },
+        background.clone(),
+    ));
+    let rescuer = Rescuer {
+        config: RescuerConfig {
+            interval: Duration::from_secs_f64(settings.rescue_interval_secs),
+            ..Default::default()
+        },
+        queues: queues.clone(),
+    };
+    let rescuer = tokio::spawn(rescuer.run(background.clone()));
+    let retention = Retention {
+        config: RetentionConfig {
+            interval: Duration::from_secs_f64(settings.retention_interval_secs),
+            ..Default::default()
+        },
+        queues: queues.clone(),
+    };
+    let retention = tokio::spawn(retention.run(background.clone()));
+
+    let pools: Vec<_> = queues
+        .into_iter()
+        .map(|q| {
+            let config = settings.pool_config(q.name());
+            tokio::spawn(pool::run(
+                q,
+                settings.redis_url.clone(),
+                registry.clone(),
+                config,
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for p in pools {
+        match p.await {
+            Ok(Ok(r)) => reports.push(r),
+            Ok(Err(e)) => tracing::error!(error = %e, "pool failed to start"),
+            Err(e) => tracing::error!(error = %e, "pool task ended abnormally"),
+        }
+    }
+    background.cancel();
+    let _ = tokio::join!(http, rescuer, retention);
+    Ok(reports)
+}
+
+/// A token tripped by the first SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested: draining");
+        t.cancel();
+    });
+    token
+}

@@ -1,0 +1,2 @@
+//! Chatter workflows: definition parsing, validation and the executor arrive with the workflow issue.
+#![forbid(unsafe_code)]
