@@ -156,6 +156,7 @@ fn default_version() -> u32 {
 
 /// One job as producers write it. Field names are Chatter's (`CHATTER_CONTRACTS.md`); `v` is the
 /// envelope format version, `queue` the queue it was routed to, `idempotency_key` optional.
+/// Empty and absent optional fields are left out on the wire (every payload is stored in Redis).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct Job {
     #[serde(default = "default_version")]
@@ -164,14 +165,14 @@ pub struct Job {
     pub name: String,
     pub function_name: String,
     pub queue: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub kwargs: Map<String, Value>,
     #[serde(default)]
     pub priority: Priority,
     pub created_at: Timestamp,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_at: Option<Timestamp>,
     #[serde(default = "default_max_retries")]
     pub max_retries: u32,
@@ -181,13 +182,13 @@ pub struct Job {
     /// Execution time limit, seconds (Chatter's default 3600).
     #[serde(default = "default_timeout")]
     pub timeout: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by_user_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
 }
 
@@ -228,14 +229,20 @@ impl Job {
 
     /// Decode a payload, refusing versions this build does not know rather than misreading them.
     pub fn decode(bytes: &[u8]) -> Result<Job, DecodeError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
-        match value.get("v").and_then(Value::as_u64) {
-            None => return Err(DecodeError::NoVersion),
-            Some(v) if v != FORMAT_VERSION as u64 => return Err(DecodeError::UnknownVersion(v)),
-            Some(_) => {}
+        // Peek at the version alone (other fields are skipped unparsed), then decode in one pass.
+        #[derive(Deserialize)]
+        struct Version {
+            v: Option<Value>,
         }
-        serde_json::from_value(value).map_err(|e| DecodeError::Shape(e.to_string()))
+        let peek: Version =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::NotJson(e.to_string()))?;
+        match peek.v.as_ref().map(Value::as_u64) {
+            None => return Err(DecodeError::NoVersion),
+            Some(Some(v)) if v == FORMAT_VERSION as u64 => {}
+            Some(Some(v)) => return Err(DecodeError::UnknownVersion(v)),
+            Some(None) => return Err(DecodeError::Shape("`v` is not a whole number".into())),
+        }
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::Shape(e.to_string()))
     }
 
     /// Contract checks that do not depend on the job kind.

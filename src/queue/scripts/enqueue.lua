@@ -4,7 +4,7 @@
 -- KEYS[3] scheduled ZSET        (score: run-at ms)
 -- KEYS[4] notify LIST           (one token wakes a blocked fetcher)
 -- KEYS[5] idempotency prefix    <p>:{q}:idem:
--- ARGV[1] now (ms)   ARGV[2] idempotency TTL (ms)
+-- ARGV[1] now (ms)   ARGV[2] idempotency TTL (ms)   (callers send at most 500 jobs per call)
 -- ARGV[3..] six values per job: id, payload, priority, run_at ms (0 = now), max_attempts, idempotency key ('' = none)
 -- Returns a flat array, two values per job: the job id (the first job's id on an idempotency hit,
 --   or the same id when that id already exists), and 1 if this call created it, else 0.
@@ -12,6 +12,7 @@ local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local out = {}
 local pushed = false
+local ready = {}
 for i = 3, #ARGV, 6 do
   local id, payload, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local run_at, max_attempts, idem = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
@@ -30,18 +31,25 @@ for i = 3, #ARGV, 6 do
     if idem ~= '' then
       redis.call('SET', KEYS[5] .. idem, id, 'PX', ttl)
     end
+    -- fence and attempt start absent (= 0): every reader defaults them.
     redis.call('HSET', KEYS[1] .. id, 'payload', payload, 'status', 'pending', 'priority', prio,
-      'fence', 0, 'attempt', 0, 'max_attempts', max_attempts, 'enqueued_at', now, 'run_at', run_at)
+      'max_attempts', max_attempts, 'enqueued_at', now, 'run_at', run_at)
     if run_at > now then
       redis.call('ZADD', KEYS[3], run_at, id)
     else
-      redis.call('RPUSH', KEYS[2] .. prio, id)
+      -- Batched per priority below: one RPUSH per level per call keeps FIFO and saves calls.
+      local list = ready[prio]
+      if not list then list = {}; ready[prio] = list end
+      list[#list + 1] = id
     end
     -- A delayed job wakes an idle fetcher too, so it recomputes how long to sleep.
     pushed = true
     out[#out + 1] = id
     out[#out + 1] = 1
   end
+end
+for prio, list in pairs(ready) do
+  redis.call('RPUSH', KEYS[2] .. prio, unpack(list))
 end
 if pushed and redis.call('LLEN', KEYS[4]) == 0 then
   redis.call('RPUSH', KEYS[4], '1')

@@ -48,7 +48,7 @@ for _, p in ipairs(prios) do
   if ids then
     for _, id in ipairs(ids) do
       local jk = KEYS[5] .. id
-      local f = redis.call('HMGET', jk, 'payload', 'enqueued_at', 'run_at')
+      local f = redis.call('HMGET', jk, 'payload', 'enqueued_at', 'run_at', 'fence', 'attempt')
       if not f[1] then
         -- Not the id of a job record (a raw payload pushed by hand, say): keep it as a dead
         -- letter so nothing is lost, and go on with the jobs behind it.
@@ -59,9 +59,10 @@ for _, p in ipairs(prios) do
         redis.call('ZADD', KEYS[8], now, oid)
         orphans = orphans + 1
       else
-        local fence = redis.call('HINCRBY', jk, 'fence', 1)
-        local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
-        redis.call('HSET', jk, 'status', 'running', 'owner', worker, 'started_at', now)
+        local fence = (tonumber(f[4]) or 0) + 1
+        local attempt = (tonumber(f[5]) or 0) + 1
+        redis.call('HSET', jk, 'status', 'running', 'owner', worker, 'started_at', now,
+          'fence', fence, 'attempt', attempt)
         leased[#leased + 1] = deadline
         leased[#leased + 1] = id
         local due = math.max(tonumber(f[2]) or 0, tonumber(f[3]) or 0)

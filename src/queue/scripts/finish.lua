@@ -1,8 +1,9 @@
 -- finish: record how claimed jobs ended, refusing any entry whose fence is no longer current.
 -- KEYS[1] job key prefix  KEYS[2] leases ZSET  KEYS[3] done ZSET  KEYS[4] dead ZSET
 -- KEYS[5] retry ZSET      KEYS[6] scheduled ZSET  KEYS[7] ready key prefix  KEYS[8] notify LIST
--- ARGV[1] now ms   ARGV[2] finished-record retention ms (0 = delete at once)
--- ARGV[3..] six values per job: id, fence, action, a, b, c
+-- ARGV[1] now ms   ARGV[2] finished-record retention ms (0 = delete at once; otherwise the
+--   retention loop deletes the record once it is older, see trim.lua)
+-- ARGV[3..] six values per job (at most 500 jobs per call): id, fence, action, a, b, c
 --   completed  a = result JSON ('' = none)
 --   retry      a = error, b = attempt-history entry (JSON object), c = run-at ms
 --   dead       a = error, b = attempt-history entry
@@ -25,13 +26,14 @@ local function append_history(jk, entry)
   redis.call('HSET', jk, 'history', h)
 end
 
+-- Lease removals and done entries are collected and written once per call.
+local unleased, done = {}, {}
 local function finished(jk, id)
-  redis.call('ZADD', KEYS[3], now, id)
   if retention > 0 then
-    redis.call('PEXPIRE', jk, retention)
+    done[#done + 1] = now
+    done[#done + 1] = id
   else
     redis.call('DEL', jk)
-    redis.call('ZREM', KEYS[3], id)
   end
 end
 
@@ -44,10 +46,13 @@ for i = 3, #ARGV, 6 do
     stale = stale + 1
   else
     applied = applied + 1
-    redis.call('ZREM', KEYS[2], id)
+    unleased[#unleased + 1] = id
     if action == 'completed' then
-      redis.call('HSET', jk, 'status', 'completed', 'completed_at', now)
-      if a ~= '' then redis.call('HSET', jk, 'result', a) end
+      if a ~= '' then
+        redis.call('HSET', jk, 'status', 'completed', 'completed_at', now, 'result', a)
+      else
+        redis.call('HSET', jk, 'status', 'completed', 'completed_at', now)
+      end
       finished(jk, id)
     elseif action == 'retry' then
       redis.call('HSET', jk, 'status', 'retrying', 'error', a)
@@ -76,6 +81,8 @@ for i = 3, #ARGV, 6 do
     end
   end
 end
+if #unleased > 0 then redis.call('ZREM', KEYS[2], unpack(unleased)) end
+if #done > 0 then redis.call('ZADD', KEYS[3], unpack(done)) end
 if pushed and redis.call('LLEN', KEYS[8]) == 0 then
   redis.call('RPUSH', KEYS[8], '1')
 end

@@ -2,8 +2,9 @@
 -- KEYS[1] leases ZSET   KEYS[2] job key prefix   KEYS[3] workers ZSET (score: expiry ms)
 -- ARGV[1] new lease deadline ms   ARGV[2] worker name   ARGV[3] worker expiry ms
 -- ARGV[4..] two values per held job: id, fence
--- Returns {lost (id, fence pairs, flat), ids whose cancellation was requested}. A lost job was rescued or finished by
---   someone else: its fence moved on, so the holder must stop (its finish would be refused anyway).
+-- Returns {lost (id, fence pairs, flat), ids whose cancellation was requested}. A lost job was
+--   rescued: its fence moved on, so the holder must stop (its finish would be refused anyway). A job
+--   that ended under this same fence (its finish landed after the snapshot) is neither.
 local lost, cancel = {}, {}
 for i = 4, #ARGV, 2 do
   local id, fence = ARGV[i], ARGV[i + 1]
@@ -11,7 +12,7 @@ for i = 4, #ARGV, 2 do
   if s[1] == fence and s[2] == 'running' then
     redis.call('ZADD', KEYS[1], ARGV[1], id)
     if s[3] == '1' then cancel[#cancel + 1] = id end
-  else
+  elseif s[1] and s[1] ~= fence then
     lost[#lost + 1] = id
     lost[#lost + 1] = fence
   end

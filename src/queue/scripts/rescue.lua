@@ -25,7 +25,7 @@ for _, id in ipairs(ids) do
     if s[5] == '1' then
       redis.call('HSET', jk, 'status', 'cancelled', 'completed_at', now, 'error', 'cancelled')
       redis.call('ZADD', KEYS[5], now, id)
-      if retention > 0 then redis.call('PEXPIRE', jk, retention) end
+      if retention == 0 then redis.call('DEL', jk) end
       cancelled = cancelled + 1
     elseif attempt >= (tonumber(s[3]) or 1) then
       redis.call('HSET', jk, 'status', 'failed', 'completed_at', now,

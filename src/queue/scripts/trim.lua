@@ -2,8 +2,8 @@
 -- KEYS[1] done ZSET   KEYS[2] dead ZSET   KEYS[3] job key prefix   KEYS[4] workers ZSET
 -- ARGV[1] now ms   ARGV[2] done retention ms   ARGV[3] max done records   ARGV[4] max dead records
 -- ARGV[5] at most this many deletions per set in this call
--- Returns {done removed, dead removed}. Finished records also carry a PEXPIRE; this drops the
---   index entries and enforces the count caps (oldest first).
+-- Returns {done removed, dead removed}: records past the retention time, then past the count
+--   caps, oldest first (the record and its index entry go together).
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[5])
 local function drop_oldest(set, k)
