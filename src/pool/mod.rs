@@ -37,6 +37,8 @@ pub struct PoolConfig {
     pub shutdown_deadline: Duration,
     /// Retry policy per job kind; others use Chatter's default with the job's `retry_delay`.
     pub retry: HashMap<String, RetryPolicy>,
+    /// Seed of the retry jitter (tests); `None` seeds from the OS.
+    pub rng_seed: Option<u64>,
 }
 
 impl Default for PoolConfig {
@@ -49,6 +51,7 @@ impl Default for PoolConfig {
             idle_wait: Duration::from_secs(1),
             shutdown_deadline: Duration::from_secs(25),
             retry: HashMap::new(),
+            rng_seed: None,
         }
     }
 }

@@ -56,7 +56,14 @@ impl Shared {
         finish_tx: UnboundedSender<FinishEntry>,
         progress_tx: UnboundedSender<ProgressUpdate>,
     ) -> Self {
+        let rng = Mutex::new(
+            config
+                .rng_seed
+                .map(StdRng::seed_from_u64)
+                .unwrap_or_else(StdRng::from_os_rng),
+        );
         Self {
+            rng,
             permits: Arc::new(Semaphore::new(config.concurrency)),
             queue,
             worker,
@@ -66,7 +73,6 @@ impl Shared {
             held: Mutex::new(HashMap::new()),
             finish_tx,
             progress_tx,
-            rng: Mutex::new(StdRng::from_os_rng()),
         }
     }
 
@@ -176,8 +182,9 @@ impl Shared {
                     &policy,
                     &mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()),
                 );
-                let history = history_entry(claim.attempt, &error, &self.worker);
-                let run_at_ms = crate::queue::now_ms() + wait.as_millis() as u64;
+                let now = crate::queue::now_ms();
+                let history = history_entry(claim.attempt, &error, &self.worker, now);
+                let run_at_ms = now + wait.as_millis() as u64;
                 (
                     Finish::Retry {
                         error,
@@ -188,12 +195,14 @@ impl Shared {
                 )
             }
             Outcome::Retry(error) => {
-                let history = history_entry(claim.attempt, &error, &self.worker);
+                let history =
+                    history_entry(claim.attempt, &error, &self.worker, crate::queue::now_ms());
                 let error = format!("{error} (gave up after {} attempts)", claim.attempt);
                 (Finish::Dead { error, history }, "dead")
             }
             Outcome::Fail(error) => {
-                let history = history_entry(claim.attempt, &error, &self.worker);
+                let history =
+                    history_entry(claim.attempt, &error, &self.worker, crate::queue::now_ms());
                 (Finish::Dead { error, history }, "failed")
             }
             Outcome::Snooze(d) => (
@@ -221,7 +230,7 @@ impl Shared {
     pub fn undecodable(&self, c: &Claimed, error: String) {
         self.deactivate(&c.id, c.fence);
         metrics::record_undecodable(self.queue.name(), 1);
-        let history = history_entry(c.attempt, &error, &self.worker);
+        let history = history_entry(c.attempt, &error, &self.worker, crate::queue::now_ms());
         self.send(FinishEntry {
             id: c.id.clone(),
             fence: c.fence,

@@ -124,7 +124,9 @@ impl RedisQueue {
             "cancelled" => CancelResult::Cancelled,
             "cancelling" => CancelResult::Cancelling,
             "missing" => CancelResult::NotFound,
-            other => CancelResult::AlreadyFinished(other.to_string()),
+            other => {
+                CancelResult::AlreadyFinished(other.trim_start_matches("finished:").to_string())
+            }
         })
     }
 

@@ -83,8 +83,8 @@ pub struct HeartbeatReport {
 }
 
 /// One attempt's entry in a job's history (JSON object).
-pub fn history_entry(attempt: u32, error: &str, worker: &str) -> String {
-    serde_json::json!({ "attempt": attempt, "error": error, "at": now_ms(), "worker": worker })
+pub fn history_entry(attempt: u32, error: &str, worker: &str, at_ms: u64) -> String {
+    serde_json::json!({ "attempt": attempt, "error": error, "at": at_ms, "worker": worker })
         .to_string()
 }
 

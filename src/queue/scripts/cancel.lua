@@ -3,7 +3,7 @@
 -- KEYS[5] done ZSET
 -- ARGV[1] now ms   ARGV[2] job id   ARGV[3] cancel pub/sub channel   ARGV[4] retention ms
 -- Returns 'cancelled' | 'cancelling' (running: its worker trips the job's token) | 'missing' |
---   the job's final status when it already ended (completed, failed, cancelled).
+--   'finished:<status>' when it already ended (completed, failed, cancelled).
 local id = ARGV[2]
 local jk = KEYS[1] .. id
 local s = redis.call('HMGET', jk, 'status', 'priority')
@@ -21,4 +21,4 @@ elseif s[1] == 'running' then
   redis.call('PUBLISH', ARGV[3], id)
   return 'cancelling'
 end
-return s[1]
+return 'finished:' .. s[1]
