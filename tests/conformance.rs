@@ -513,3 +513,54 @@ async fn finished_jobs_expire_after_retention() {
     assert_eq!(k.q.stats().await.unwrap().finished, 1);
     pool.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_timeout_is_stopped_and_a_panic_does_not_kill_the_worker() {
+    let mut k = kit().await;
+    k.reg.register("stuck", Q, |_, _| async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(Value::Null)
+    });
+    k.reg
+        .register("panics", Q, |_, _| async { panic!("handler bug") });
+    let mut rx = k.recorder();
+    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
+    let stuck = JobBuilder::new("stuck", Q)
+        .timeout(1)
+        .max_retries(0)
+        .build();
+    let panics = JobBuilder::new("panics", Q).max_retries(0).build();
+    k.q.enqueue_batch(&[stuck.clone(), panics.clone()])
+        .await
+        .unwrap();
+    wait_until(LIMIT, "both to be dead", || async {
+        k.q.stats().await.unwrap().dead == 2
+    })
+    .await;
+    let err =
+        k.q.show(&stuck.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .error_message
+            .unwrap();
+    assert!(err.contains("timed out after 1 s"), "{err}");
+    let err =
+        k.q.show(&panics.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .error_message
+            .unwrap();
+    assert!(err.contains("handler bug"), "{err}");
+    // The same worker goes on.
+    k.q.enqueue(
+        &JobBuilder::new("record", Q)
+            .arguments(json!({"n": 9}))
+            .build(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rx.recv().await.unwrap().0, 9);
+    pool.stop().await;
+}

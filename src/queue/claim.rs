@@ -203,9 +203,9 @@ impl RedisQueue {
         let now = now_ms();
         let mut report = HeartbeatReport::default();
         // One call per bounded chunk; the worker registration rides on each.
-        let empty = [(String::new(), 0u64); 0];
+        // An idle worker still sends one (empty) call: it keeps the worker registered as alive.
         let chunks: Vec<&[(String, u64)]> = if held.is_empty() {
-            vec![&empty[..]]
+            vec![&[]]
         } else {
             held.chunks(FINISH_CHUNK).collect()
         };

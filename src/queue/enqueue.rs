@@ -59,6 +59,19 @@ impl RedisQueue {
                 }
             }
         }
+        #[cfg(feature = "worker")]
+        {
+            let mut by_kind: std::collections::HashMap<&str, u64> =
+                std::collections::HashMap::new();
+            for (job, r) in jobs.iter().zip(&out) {
+                if r.created {
+                    *by_kind.entry(job.function_name.as_str()).or_default() += 1;
+                }
+            }
+            for (kind, n) in by_kind {
+                crate::metrics::record_enqueued(self.name(), kind, n);
+            }
+        }
         Ok(out)
     }
 

@@ -1,0 +1,18 @@
+# Multi-stage build of the release binary. Runtime image: Debian slim + the binary, non-root.
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY jobs jobs
+COPY workflows workflows
+COPY src src
+RUN cargo build --release --locked --bin chatter-worker
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 chatter
+COPY --from=build /src/target/release/chatter-worker /usr/local/bin/chatter-worker
+USER chatter
+ENV CW_HTTP_ADDR=0.0.0.0:9464
+EXPOSE 9464
+ENTRYPOINT ["chatter-worker"]
+CMD ["run"]
