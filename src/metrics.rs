@@ -20,6 +20,7 @@ pub const OLDEST_READY: &str = "chatter_queue_oldest_ready_age_seconds";
 pub const PAUSED: &str = "chatter_queue_paused";
 pub const WORKERS: &str = "chatter_workers";
 pub const REDIS_ERRORS: &str = "chatter_redis_errors_total";
+pub const REDIS_UP: &str = "chatter_redis_up";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -81,6 +82,10 @@ fn describe() {
     describe_gauge!(OLDEST_READY, Unit::Seconds, "Age of the oldest ready job");
     describe_gauge!(PAUSED, "1 when the queue is paused");
     describe_gauge!(WORKERS, "Live workers (heartbeat not expired)");
+    describe_gauge!(
+        REDIS_UP,
+        "1 when the last scrape read the queue gauges from Redis"
+    );
 }
 
 pub fn record_enqueued(queue: &str, kind: &str, n: u64) {
@@ -112,6 +117,10 @@ pub fn record_undecodable(queue: &str, n: u64) {
 
 pub fn record_redis_error(queue: &str, loop_name: &'static str) {
     counter!(REDIS_ERRORS, "queue" => queue.to_string(), "loop" => loop_name).increment(1);
+}
+
+pub fn record_redis_up(up: bool) {
+    gauge!(REDIS_UP).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Make sure every queue's counters exist from the start (a queue with no events still shows).

@@ -2,13 +2,12 @@
 //! endpoints in one process, until the shutdown token trips (SIGTERM / SIGINT in the binary).
 use crate::config::Settings;
 use crate::http::{self, HttpState};
+use crate::metrics;
 use crate::pool::{self, PoolReport};
 use crate::queue::{self, Keys, RedisQueue};
 use crate::rescuer::{Rescuer, RescuerConfig};
 use crate::retention::{Retention, RetentionConfig};
-use crate::{metrics, pool::loops_backoff};
 use chatter_jobs::Registry;
-use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -26,23 +25,6 @@ pub enum RunError {
     Queue(#[from] queue::QueueError),
 }
 
-/// Connect, retrying with capped backoff until Redis answers or `shutdown` trips.
-pub async fn connect_until(url: &str, shutdown: &CancellationToken) -> Option<ConnectionManager> {
-    let mut retry = loops_backoff();
-    loop {
-        match queue::connect(url).await {
-            Ok(c) => return Some(c),
-            Err(e) => {
-                tracing::warn!(error = %e, "redis not reachable yet; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(retry.next().unwrap_or(Duration::from_secs(1))) => {}
-                    _ = shutdown.cancelled() => return None,
-                }
-            }
-        }
-    }
-}
-
 pub async fn run(
     settings: Settings,
     registry: Registry,
@@ -56,7 +38,7 @@ pub async fn run(
             addr: settings.http_addr.clone(),
             source,
         })?;
-    let Some(mut conn) = connect_until(&settings.redis_url, &shutdown).await else {
+    let Some(mut conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
     let names = settings.queue_names(&registry);

@@ -2,10 +2,9 @@
 //! goes on when Redis is back: a loop never ends on an error, only on its stop signal.
 use super::shared::{Claim, Shared};
 use crate::metrics;
-use crate::queue::{self, FinishEntry};
+use crate::queue::{self, FinishEntry, backoff};
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chatter_jobs::{Job, ProgressUpdate};
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
@@ -16,15 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Most finish entries written in one round trip.
 const FINISH_BATCH: usize = 2000;
-
-pub fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(20))
-        .with_max_delay(Duration::from_secs(2))
-        .with_jitter()
-        .without_max_times()
-        .build()
-}
 
 async fn pause(d: Duration, stop: &CancellationToken) {
     tokio::select! {
@@ -240,19 +230,10 @@ pub(crate) fn spawn_heartbeat(
 async fn heartbeat(shared: Arc<Shared>, url: String, stop: CancellationToken) {
     let lease = shared.config.lease;
     let every = lease / 3;
-    let mut retry = backoff();
-    let queue = loop {
-        match queue::connect(&url).await {
-            Ok(conn) => break shared.queue.with_connection(conn),
-            Err(e) => {
-                tracing::warn!(error = %e, "heartbeat cannot connect; retrying");
-                pause(retry.next().unwrap_or(Duration::from_secs(1)), &stop).await;
-                if stop.is_cancelled() {
-                    return;
-                }
-            }
-        }
+    let Some(conn) = queue::connect_until(&url, &stop).await else {
+        return;
     };
+    let queue = shared.queue.with_connection(conn);
     loop {
         let held = shared.held_claims();
         match queue.heartbeat(&shared.worker, &held, lease, lease).await {

@@ -6,7 +6,6 @@
 //! finishes, and returns a report. Every loop survives Redis outages with capped backoff.
 mod loops;
 pub mod shared;
-pub use loops::backoff as loops_backoff;
 
 use crate::queue::backend::{Dispatch, RedisBackend};
 use crate::queue::{self, RedisQueue};
@@ -87,7 +86,13 @@ pub async fn run(
 ) -> queue::Result<PoolReport> {
     let worker = worker_name(queue.name());
     crate::metrics::register_queue(queue.name());
-    let blocking = queue::connect(&redis_url).await?;
+    // Redis may be down at start: wait for it like every loop does (or give up on shutdown).
+    let Some(blocking) = queue::connect_until(&redis_url, &shutdown).await else {
+        return Ok(PoolReport {
+            worker,
+            ..PoolReport::default()
+        });
+    };
     let (finish_tx, finish_rx) = mpsc::unbounded_channel();
     let (progress_tx, progress_rx) = mpsc::unbounded_channel();
     let (task_tx, task_rx) = mpsc::channel(config.concurrency.max(1));

@@ -61,6 +61,37 @@ pub async fn connect(url: &str) -> Result<ConnectionManager> {
     Ok(client.get_connection_manager_with_config(config).await?)
 }
 
+/// Capped, jittered exponential backoff for every retry loop (20 ms up to 2 s, forever).
+pub fn backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Connect, retrying with [`backoff`] until Redis answers; `None` if `stop` trips first.
+pub async fn connect_until(
+    url: &str,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<ConnectionManager> {
+    let mut retry = backoff();
+    loop {
+        match connect(url).await {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "redis not reachable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(retry.next().unwrap_or(Duration::from_secs(1))) => {}
+                    _ = stop.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
 /// How long finished work is remembered.
 #[derive(Clone, Debug)]
 pub struct QueueOptions {
