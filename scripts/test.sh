@@ -415,6 +415,8 @@ if [[ ${SKIP_LINT:-0} != 1 ]]; then
     cargo fmt --all -- --check
     log "cargo clippy --workspace --all-targets -- -D warnings"
     cargo clippy --workspace --all-targets -- -D warnings
+    log "cargo check --no-default-features --features client (producers' build)"
+    cargo check --lib --no-default-features --features client
 else
     log "SKIP_LINT=1: skipping cargo fmt and clippy"
 fi
