@@ -27,16 +27,18 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn metrics_page(State(s): State<HttpState>) -> impl IntoResponse {
-    let status = match metrics::collect(&s.queues).await {
-        Ok(()) => StatusCode::OK,
+    // During a Redis outage the counters are still served (a failed scrape would lose them);
+    // `chatter_redis_up 0` says the queue gauges are stale.
+    let up = match metrics::collect(&s.queues).await {
+        Ok(()) => true,
         Err(e) => {
-            // Still serve the counters; the stale gauges are flagged by the status code and log.
             tracing::warn!(error = %e, "queue gauges not refreshed");
-            StatusCode::SERVICE_UNAVAILABLE
+            false
         }
     };
+    metrics::record_redis_up(up);
     (
-        status,
+        StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.handle.render(),
     )
