@@ -135,6 +135,8 @@ cleanup() {
     else
         log "FAILED (exit code $rc)"
     fi
+    # The totals close the output (CI reads the last lines).
+    [[ -n ${TEST_SUMMARY:-} ]] && printf '%s\n' "$TEST_SUMMARY"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -433,5 +435,12 @@ else
     [[ $has_sep -eq 1 ]] || test_args+=(--)
     test_args+=(--test-threads="${CW_TEST_THREADS:-4}")
     log "cargo test --workspace --release ${test_args[*]}"
-    cargo test --workspace --release "${test_args[@]}"
+    out="$(mktemp)"
+    # The last lines cargo prints are the (empty) doc-test runs; close with the whole run's totals.
+    status=0
+    cargo test --workspace --release "${test_args[@]}" 2>&1 | tee "$out" || status=$?
+    TEST_SUMMARY="$(awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         END { printf "tests: %d passed, %d failed", p, f }' "$out")"
+    rm -f "$out"
+    [[ $status -eq 0 ]] || exit "$status"
 fi
