@@ -334,31 +334,33 @@ impl Subject for Peer {
     }
 }
 
-/// A fresh apalis-redis queue and a running worker over it.
-async fn peer_worker(
-    o: &BenchOptions,
-    p: Arc<Probe>,
-) -> Result<
-    (
-        Peer,
-        String,
-        CancellationToken,
-        tokio::task::JoinHandle<Result<(), apalis_core::error::WorkerError>>,
-    ),
-    BoxDynError,
-> {
+type PeerWorker = tokio::task::JoinHandle<Result<(), apalis_core::error::WorkerError>>;
+
+/// A fresh apalis-redis queue (and its name, for clean-up).
+async fn peer_queue(o: &BenchOptions) -> Result<(Peer, String), BoxDynError> {
     use apalis_redis::{Config, RedisStorage};
     let qname = format!("bench-apalis-{}", ulid::Ulid::new());
     let conn = apalis_redis::connect(o.redis_url.as_str()).await?;
-    let storage = RedisStorage::<u64>::new(conn).with_config(
-        Config::default()
-            .queue(&qname)
-            .batch_size(200)
-            .heartbeat_interval(PEER_HEARTBEAT),
-    );
-    let stop = CancellationToken::new();
+    let config = Config::default()
+        .queue(&qname)
+        .batch_size(200)
+        .heartbeat_interval(PEER_HEARTBEAT);
+    Ok((
+        Peer(RedisStorage::<u64>::new(conn).with_config(config)),
+        qname,
+    ))
+}
+
+/// An apalis-redis worker of concurrency C over `peer`, running until `stop` trips.
+fn peer_worker(
+    o: &BenchOptions,
+    peer: &Peer,
+    qname: &str,
+    p: Arc<Probe>,
+    stop: &CancellationToken,
+) -> PeerWorker {
     let worker = WorkerBuilder::new(format!("{qname}-worker"))
-        .backend(storage.clone())
+        .backend(peer.0.clone())
         .concurrency(o.concurrency)
         .build(move |_n: u64| {
             let p = p.clone();
@@ -368,15 +370,13 @@ async fn peer_worker(
             }
         });
     let s = stop.clone();
-    let handle = tokio::spawn(worker.run_until(async move {
+    tokio::spawn(worker.run_until(async move {
         s.cancelled().await;
         Ok::<(), std::io::Error>(())
-    }));
-    Ok((Peer(storage), qname, stop, handle))
+    }))
 }
 
 async fn apalis_redis_peer(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
-    use apalis_redis::{Config, RedisStorage};
     let (probe, mut starts) = probe();
     let mut r = SystemResult {
         system: "apalis-redis 1.0.0".into(),
@@ -384,40 +384,16 @@ async fn apalis_redis_peer(o: &BenchOptions) -> Result<SystemResult, BoxDynError
     };
 
     // Backlog: enqueue N with no worker, then start one and drain.
-    let qname = format!("bench-apalis-{}", ulid::Ulid::new());
-    let conn = apalis_redis::connect(o.redis_url.as_str()).await?;
-    let mut s = Peer(
-        RedisStorage::<u64>::new(conn).with_config(
-            Config::default()
-                .queue(&qname)
-                .batch_size(200)
-                .heartbeat_interval(PEER_HEARTBEAT),
-        ),
-    );
+    let (mut s, qname) = peer_queue(o).await?;
     let t = Instant::now();
     for chunk in 0..o.jobs.div_ceil(10_000) {
         s.push(10_000.min(o.jobs - chunk * 10_000)).await?;
     }
     r.enqueue_per_s = Some(per_s(o.jobs, t.elapsed()));
     probe.expect(o.jobs as u64);
-    let p = probe.clone();
     let stop = CancellationToken::new();
-    let worker = WorkerBuilder::new(format!("{qname}-worker"))
-        .backend(s.0.clone())
-        .concurrency(o.concurrency)
-        .build(move |_n: u64| {
-            let p = p.clone();
-            async move {
-                p.hit();
-                Ok::<(), BoxDynError>(())
-            }
-        });
-    let st = stop.clone();
     let t = Instant::now();
-    let handle = tokio::spawn(worker.run_until(async move {
-        st.cancelled().await;
-        Ok::<(), std::io::Error>(())
-    }));
+    let handle = peer_worker(o, &s, &qname, probe.clone(), &stop);
     match probe.wait(|| !handle.is_finished()).await {
         Ok(()) => r.drain_per_s = Some(per_s(o.jobs, t.elapsed())),
         Err(e) => r.failures.push(format!("drain: {e}")),
@@ -429,12 +405,16 @@ async fn apalis_redis_peer(o: &BenchOptions) -> Result<SystemResult, BoxDynError
     delete_prefix(&o.redis_url, &format!("*{qname}*")).await?;
 
     // Bounded end-to-end, then idle latency, each on a fresh queue and worker.
-    let (mut s, qname, stop, handle) = peer_worker(o, probe.clone()).await?;
+    let (mut s, qname) = peer_queue(o).await?;
+    let stop = CancellationToken::new();
+    let handle = peer_worker(o, &s, &qname, probe.clone(), &stop);
     end_to_end(&mut s, &probe, o.jobs, || !handle.is_finished(), &mut r).await?;
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
     delete_prefix(&o.redis_url, &format!("*{qname}*")).await?;
-    let (mut s, qname, stop, handle) = peer_worker(o, probe.clone()).await?;
+    let (mut s, qname) = peer_queue(o).await?;
+    let stop = CancellationToken::new();
+    let handle = peer_worker(o, &s, &qname, probe.clone(), &stop);
     latency(&mut s, &probe, &mut starts, o.latency_samples, &mut r).await?;
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;

@@ -4,7 +4,7 @@
 //! default) runs the same tests by providing the same `Kit`.
 mod common;
 
-use chatter_worker::jobs::{JobBuilder, JobError, Priority, Registry};
+use chatter_worker::jobs::{Job, JobBuilder, JobError, Priority, Registry};
 use chatter_worker::pool::PoolConfig;
 use chatter_worker::queue::{CancelResult, QueueOptions, RedisQueue};
 use chatter_worker::retention::{Retention, RetentionConfig};
@@ -440,28 +440,11 @@ async fn progress_is_recorded_and_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_jobs_expire_after_retention() {
     // By time: records older than the retention vanish.
-    let mut k = kit_with(QueueOptions {
+    let (k, jobs, pool, retention) = three_finished(QueueOptions {
         finished_retention: Duration::from_millis(50),
         ..QueueOptions::default()
     })
     .await;
-    let mut rx = k.recorder();
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
-    let jobs: Vec<_> = (0..3)
-        .map(|n| {
-            JobBuilder::new("record", Q)
-                .arguments(json!({"n": n}))
-                .build()
-        })
-        .collect();
-    k.q.enqueue_batch(&jobs).await.unwrap();
-    for _ in 0..3 {
-        rx.recv().await.unwrap();
-    }
-    let retention = Retention {
-        config: RetentionConfig::default(),
-        queues: vec![k.q.clone()],
-    };
     wait_until(LIMIT, "records to expire", || async {
         retention.run_once().await.unwrap();
         k.q.stats().await.unwrap().finished == 0
@@ -476,12 +459,26 @@ async fn finished_jobs_expire_after_retention() {
     }
     pool.stop().await;
 
-    // By count: only the newest `max_finished` records stay.
-    let mut k = kit_with(QueueOptions {
+    // By count: only `max_finished` records stay.
+    let (k, jobs, pool, retention) = three_finished(QueueOptions {
         max_finished: 1,
         ..QueueOptions::default()
     })
     .await;
+    let r = retention.run_once().await.unwrap();
+    assert_eq!(r.finished_removed, 2);
+    let mut kept = 0;
+    for j in &jobs {
+        kept += k.q.show(&j.id).await.unwrap().is_some() as usize;
+    }
+    assert_eq!(kept, 1, "exactly max_finished records stay");
+    assert_eq!(k.q.stats().await.unwrap().finished, 1);
+    pool.stop().await;
+}
+
+/// A queue with these options where three jobs have completed, and a retention pass over it.
+async fn three_finished(options: QueueOptions) -> (Kit, Vec<Job>, PoolHandle, Retention) {
+    let mut k = kit_with(options).await;
     let mut rx = k.recorder();
     let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(1));
     let jobs: Vec<_> = (0..3)
@@ -503,15 +500,7 @@ async fn finished_jobs_expire_after_retention() {
         config: RetentionConfig::default(),
         queues: vec![k.q.clone()],
     };
-    let r = retention.run_once().await.unwrap();
-    assert_eq!(r.finished_removed, 2);
-    let mut kept = 0;
-    for j in &jobs {
-        kept += k.q.show(&j.id).await.unwrap().is_some() as usize;
-    }
-    assert_eq!(kept, 1, "exactly max_finished records stay");
-    assert_eq!(k.q.stats().await.unwrap().finished, 1);
-    pool.stop().await;
+    (k, jobs, pool, retention)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
