@@ -10,6 +10,8 @@ pub use chatter_jobs as jobs;
 #[cfg(feature = "worker")]
 pub mod bench;
 #[cfg(feature = "worker")]
+pub mod cli;
+#[cfg(feature = "worker")]
 pub mod config;
 #[cfg(feature = "worker")]
 pub mod http;

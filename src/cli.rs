@@ -1,0 +1,169 @@
+//! The `chatter-worker` command line: every subcommand, flag and environment variable (what
+//! `--help` prints). `main.rs` parses it and runs the chosen command.
+use crate::jobs::Priority;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "chatter-worker",
+    version,
+    about = "Durable Redis job runtime for the Chatter AI platform"
+)]
+pub struct Cli {
+    /// Redis to use.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Key prefix of every Redis key (isolates deployments sharing one Redis).
+    #[arg(long, env = "CW_PREFIX", global = true)]
+    pub prefix: Option<String>,
+    /// Optional TOML configuration file (per-queue settings, retry policies, retention).
+    #[arg(long, env = "CW_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run worker pools, the rescuer, retention and /metrics, /healthz, /readyz until SIGTERM.
+    Run(RunArgs),
+    /// Enqueue one job and print its id.
+    Enqueue(EnqueueArgs),
+    /// Show, cancel or retry one job.
+    Jobs {
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// Depth per state of every queue; pause or resume one.
+    Queues {
+        #[command(subcommand)]
+        action: Option<QueuesAction>,
+    },
+    /// Dead letters of a queue: list, replay, purge.
+    Dead {
+        #[command(subcommand)]
+        action: DeadAction,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Queues to work, comma separated (default: every queue a job kind runs on).
+    #[arg(long, env = "CW_QUEUES", value_delimiter = ',')]
+    pub queues: Vec<String>,
+    /// Jobs run at once per queue (unless the file sets the queue's own).
+    #[arg(long, env = "CW_CONCURRENCY")]
+    pub concurrency: Option<usize>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "CW_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Lease of a claimed job, renewed every third of it; a dead worker's jobs return after it.
+    #[arg(long, env = "CW_LEASE", value_parser = humantime::parse_duration)]
+    pub lease: Option<Duration>,
+    /// On SIGTERM, running jobs get this long to finish before they are handed back.
+    #[arg(long, env = "CW_SHUTDOWN_DEADLINE", value_parser = humantime::parse_duration)]
+    pub shutdown_deadline: Option<Duration>,
+    /// How long completed jobs keep their record.
+    #[arg(long, env = "CW_RETENTION", value_parser = humantime::parse_duration)]
+    pub retention: Option<Duration>,
+}
+
+#[derive(Args)]
+pub struct EnqueueArgs {
+    /// Job kind (`function_name`), e.g. ping or sleep.
+    pub kind: String,
+    /// Arguments as JSON: an object becomes kwargs, an array args.
+    #[arg(long, default_value = "{}")]
+    pub args: String,
+    /// critical, high, normal or low.
+    #[arg(long, default_value = "normal")]
+    pub priority: Priority,
+    /// Start no earlier than this from now (e.g. 500ms, 2m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub delay: Option<Duration>,
+    /// A second enqueue with the same key returns the first job's id.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Retries after the first attempt (0-10).
+    #[arg(long, default_value_t = 3)]
+    pub max_retries: u32,
+    /// Execution time limit in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Display name (default: the kind).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum JobsAction {
+    Show {
+        id: String,
+    },
+    Cancel {
+        id: String,
+    },
+    /// Replay a dead-lettered job.
+    Retry {
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum QueuesAction {
+    Pause { queue: String },
+    Resume { queue: String },
+}
+
+#[derive(Subcommand)]
+pub enum DeadAction {
+    List {
+        queue: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Replay one dead job by id, or the oldest --limit with --all.
+    Replay {
+        queue: String,
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+    /// Delete one dead job by id, or the oldest --limit with --all.
+    Purge {
+        queue: String,
+        id: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum BenchWhat {
+    /// No-op jobs: enqueue/s, drain jobs/s, end-to-end jobs/s, enqueue->start p50/p99, with apalis-redis.
+    Queue {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2000)]
+        latency_samples: usize,
+        /// Skip the apalis-redis comparison.
+        #[arg(long)]
+        no_peer: bool,
+    },
+}
