@@ -90,6 +90,17 @@ fn secs(field: &str, v: f64) -> Result<Duration, ConfigError> {
     })
 }
 
+/// A finite number of at least `min` (seconds or a factor), or an error naming the field.
+fn positive(field: &str, v: f64, min: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v >= min {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "`{field}` = {v} must be a finite number of at least {min}"
+        )))
+    }
+}
+
 impl Settings {
     /// Defaults, overlaid with the TOML file when one is given.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -120,6 +131,29 @@ impl Settings {
                     "[queue.{name}] concurrency must be at least 1"
                 )));
             }
+            for (field, v) in [
+                ("lease_secs", q.lease_secs),
+                ("timeout_secs", q.timeout_secs),
+            ] {
+                if let Some(v) = v {
+                    positive(&format!("[queue.{name}] {field}"), v, 0.03)?;
+                }
+            }
+        }
+        for (kind, p) in &self.retry {
+            for (field, v) in [
+                ("base_secs", p.base_secs),
+                ("factor", p.factor),
+                ("cap_secs", p.cap_secs),
+            ] {
+                positive(&format!("[retry.{kind}] {field}"), v, 0.0)?;
+            }
+            if !(0.0..=10.0).contains(&p.jitter) {
+                return Err(ConfigError::Invalid(format!(
+                    "[retry.{kind}] jitter = {} must be within 0..=10",
+                    p.jitter
+                )));
+            }
         }
         for kind in self.retry.keys() {
             registry
@@ -137,6 +171,8 @@ impl Settings {
         ] {
             secs(field, v)?;
         }
+        positive("timeout_secs", self.timeout_secs, 0.001)?;
+        positive("idempotency_ttl_secs", self.idempotency_ttl_secs, 0.001)?;
         if self.lease_secs < 0.03 {
             return Err(ConfigError::Invalid(format!(
                 "`lease_secs` = {} is too short (at least 0.03)",

@@ -443,3 +443,77 @@ async fn progress_script() {
         (30, Some("a third"))
     );
 }
+
+#[tokio::test]
+async fn a_requested_cancel_wins_over_retry_and_hand_back() {
+    let h = setup().await;
+    let q = h.queue("s");
+    let (a, fa) = one_claimed(&q).await;
+    let (b, fb) = one_claimed(&q).await;
+    q.cancel(&a).await.unwrap();
+    q.cancel(&b).await.unwrap();
+    let r = q
+        .finish(&[
+            FinishEntry {
+                id: a.clone(),
+                fence: fa,
+                finish: Finish::Retry {
+                    error: "e".into(),
+                    history: "{}".into(),
+                    run_at_ms: 1,
+                },
+            },
+            FinishEntry {
+                id: b.clone(),
+                fence: fb,
+                finish: Finish::Requeue,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 2);
+    for id in [&a, &b] {
+        assert_eq!(
+            q.field(id, "status").await.unwrap().as_deref(),
+            Some("cancelled"),
+            "{id} must not run again"
+        );
+    }
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.ready, s.retrying), (0, 0));
+}
+
+#[tokio::test]
+async fn retention_zero_and_a_zero_idempotency_ttl_keep_the_queue_consistent() {
+    let h = setup().await;
+    let q = h.queue_with(
+        "s",
+        QueueOptions {
+            idempotency_ttl: Duration::ZERO,
+            finished_retention: Duration::ZERO,
+            ..QueueOptions::default()
+        },
+    );
+    let mut c = h.conn.clone();
+    let plain = JobBuilder::new("k", "s").build();
+    let keyed = JobBuilder::new("k", "s").idempotency_key("x").build();
+    q.enqueue_batch(&[plain.clone(), keyed.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        lrange(&mut c, q.keys().ready(Priority::Normal)).await.len(),
+        2,
+        "both jobs are ready"
+    );
+    // Cancelled with no retention: the record goes and nothing indexes it.
+    q.cancel(&plain.id).await.unwrap();
+    assert!(q.show(&plain.id).await.unwrap().is_none());
+    assert_eq!(zcard(&mut c, q.keys().done()).await, 0);
+    // The same id enqueued again is a new live job that trimming leaves alone.
+    q.enqueue(&plain).await.unwrap();
+    q.trim(100).await.unwrap();
+    assert_eq!(
+        q.field(&plain.id, "status").await.unwrap().as_deref(),
+        Some("pending")
+    );
+}

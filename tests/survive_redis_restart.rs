@@ -150,3 +150,57 @@ async fn a_redis_restart_mid_run_loses_no_job() {
     let _ = redis.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Shutting down while Redis is gone does not hang: the pending finish gets the shutdown deadline,
+/// then the pool stops and reports it unflushed (its lease expires; the rescuer hands it back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_redis_outage_ends_after_the_deadline() {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("cw-outage-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut redis = start_redis(port, &dir);
+    wait_ping(&url).await;
+    let conn = queue::connect(&url).await.unwrap();
+    let q = RedisQueue::new(conn, "outage", "o", QueueOptions::default());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let r = release.clone();
+    let mut reg = Registry::default();
+    reg.register("wait", "o", move |_, _| {
+        let _ = tx.send(());
+        let r = r.clone();
+        async move {
+            r.notified().await;
+            Ok(Value::Null)
+        }
+    });
+    let config = PoolConfig {
+        shutdown_deadline: Duration::from_secs(1),
+        ..pool_config(1)
+    };
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let pool = tokio::spawn(chatter_worker::pool::run(
+        q.clone(),
+        url.clone(),
+        reg,
+        config,
+        shutdown.clone(),
+    ));
+    q.enqueue(&JobBuilder::new("wait", "o").build())
+        .await
+        .unwrap();
+    started.recv().await.unwrap();
+
+    let _ = redis.kill();
+    redis.wait().unwrap();
+    release.notify_one();
+    shutdown.cancel();
+    let report = tokio::time::timeout(Duration::from_secs(20), pool)
+        .await
+        .expect("the pool stopped despite the outage")
+        .unwrap()
+        .unwrap();
+    assert_eq!(report.unflushed, 1, "{report:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

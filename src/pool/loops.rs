@@ -97,8 +97,12 @@ pub(crate) async fn fetch(
                     };
                     let task = TaskBuilder::new(job).data(claim).build();
                     // Capacity equals the permits, so this never waits; it fails only when the
-                    // worker is gone, and then the claim is handed back at the end of the pool.
-                    let _ = tx.send(task).await;
+                    // apalis worker is gone: stop fetching, the pool hands the claims back.
+                    if tx.send(task).await.is_err() {
+                        tracing::error!(queue = shared.queue.name(), "worker gone; fetching stops");
+                        shared.stopping.cancel();
+                        return;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(queue = shared.queue.name(), id = %c.id, error = %e, "dead-lettering undecodable payload");
@@ -136,7 +140,19 @@ pub(crate) async fn finish(
     closing: CancellationToken,
 ) {
     let mut batch: Vec<FinishEntry> = Vec::new();
+    // From the moment the pool closes, a flush stuck on a Redis outage gets the shutdown deadline
+    // and no more (its claims then expire and are rescued).
     let give_up = CancellationToken::new();
+    let (c, g, deadline) = (
+        closing.clone(),
+        give_up.clone(),
+        shared.config.shutdown_deadline,
+    );
+    let _timer = tokio::spawn(async move {
+        c.cancelled().await;
+        tokio::time::sleep(deadline).await;
+        g.cancel();
+    });
     loop {
         let last = tokio::select! {
             m = rx.recv() => match m {
@@ -152,12 +168,6 @@ pub(crate) async fn finish(
             }
         }
         if last {
-            let deadline = shared.config.shutdown_deadline;
-            let g = give_up.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(deadline).await;
-                g.cancel();
-            });
             while let Ok(e) = rx.try_recv() {
                 batch.push(e);
             }
@@ -272,7 +282,11 @@ pub(crate) async fn cancel_listener(shared: Arc<Shared>, url: String, stop: Canc
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        let mut pubsub = match sub.await {
+        let subscribed = tokio::select! {
+            r = sub => r,
+            _ = stop.cancelled() => return,
+        };
+        let mut pubsub = match subscribed {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cancel listener cannot subscribe; retrying");

@@ -140,11 +140,19 @@ pub async fn run(
     }));
     tracing::info!(%worker, queue = shared.queue.name(), "pool started");
 
-    shutdown.cancelled().await;
+    // Normally until shutdown; if the apalis worker ends first (it should not), stop the same way
+    // so its claims are handed back instead of being kept alive by heartbeats forever.
+    let died = tokio::select! {
+        _ = shutdown.cancelled() => false,
+        r = &mut running => {
+            tracing::error!(%worker, result = ?r, "apalis worker ended on its own; stopping the pool");
+            true
+        }
+    };
     shared.stopping.cancel();
     let _ = fetcher.await;
     let mut handed_back = 0;
-    if tokio::time::timeout(deadline, &mut running).await.is_err() {
+    if !died && tokio::time::timeout(deadline, &mut running).await.is_err() {
         // Past the deadline: give running jobs back first (their later outcomes are ignored),
         // then stop the handlers.
         handed_back += shared.hand_back_active();

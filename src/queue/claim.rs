@@ -104,7 +104,7 @@ impl RedisQueue {
             .key(k.dead())
             .arg(now)
             .arg(max.clamp(1, MAX_FETCH))
-            .arg(now + lease.as_millis() as u64)
+            .arg(lease.as_millis() as u64)
             .arg(worker)
             .arg(PROMOTE_PER_FETCH)
             .invoke_async(&mut self.conn.clone())
@@ -200,7 +200,6 @@ impl RedisQueue {
         lease: Duration,
         alive_for: Duration,
     ) -> Result<HeartbeatReport> {
-        let now = now_ms();
         let mut report = HeartbeatReport::default();
         // One call per bounded chunk; the worker registration rides on each.
         // An idle worker still sends one (empty) call: it keeps the worker registered as alive.
@@ -214,9 +213,9 @@ impl RedisQueue {
             inv.key(self.keys.leases())
                 .key(self.keys.job_prefix())
                 .key(self.keys.workers())
-                .arg(now + lease.as_millis() as u64)
+                .arg(lease.as_millis() as u64)
                 .arg(worker)
-                .arg(now + alive_for.as_millis() as u64);
+                .arg(alive_for.as_millis() as u64);
             for (id, fence) in chunk {
                 inv.arg(id).arg(*fence);
             }

@@ -13,8 +13,7 @@ if s[1] == 'pending' or s[1] == 'retrying' then
   redis.call('ZREM', KEYS[3], id)
   redis.call('ZREM', KEYS[4], id)
   redis.call('HSET', jk, 'status', 'cancelled', 'completed_at', ARGV[1], 'error', 'cancelled')
-  redis.call('ZADD', KEYS[5], ARGV[1], id)
-  if tonumber(ARGV[4]) == 0 then redis.call('DEL', jk) end
+  if tonumber(ARGV[4]) == 0 then redis.call('DEL', jk) else redis.call('ZADD', KEYS[5], ARGV[1], id) end
   return 'cancelled'
 elseif s[1] == 'running' then
   redis.call('HSET', jk, 'cancel', '1')

@@ -28,7 +28,7 @@ for i = 3, #ARGV, 6 do
     out[#out + 1] = existing
     out[#out + 1] = 0
   else
-    if idem ~= '' then
+    if idem ~= '' and ttl > 0 then
       redis.call('SET', KEYS[5] .. idem, id, 'PX', ttl)
     end
     -- fence and attempt start absent (= 0): every reader defaults them.

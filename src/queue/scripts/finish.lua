@@ -10,6 +10,7 @@
 --   cancelled  a = reason
 --   snooze     c = run-at ms (the attempt is not counted)
 --   requeue    handed back unfinished at shutdown (the attempt is not counted)
+--   (retry, snooze and requeue become cancelled when a cancel was requested)
 -- Returns {applied, stale}: stale entries (fence moved on, or job no longer running) change nothing.
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
@@ -41,12 +42,16 @@ for i = 3, #ARGV, 6 do
   local id, fence, action = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local a, b, c = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local jk = KEYS[1] .. id
-  local s = redis.call('HMGET', jk, 'fence', 'status', 'priority')
+  local s = redis.call('HMGET', jk, 'fence', 'status', 'priority', 'cancel')
   if s[1] ~= fence or s[2] ~= 'running' then
     stale = stale + 1
   else
     applied = applied + 1
     unleased[#unleased + 1] = id
+    -- A cancel requested while it ran wins over running it again.
+    if s[4] == '1' and (action == 'retry' or action == 'snooze' or action == 'requeue') then
+      action, a = 'cancelled', 'cancelled'
+    end
     if action == 'completed' then
       if a ~= '' then
         redis.call('HSET', jk, 'status', 'completed', 'completed_at', now, 'result', a)

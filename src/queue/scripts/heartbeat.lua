@@ -1,21 +1,25 @@
 -- heartbeat: extend the leases a worker still holds and register the worker as alive.
 -- KEYS[1] leases ZSET   KEYS[2] job key prefix   KEYS[3] workers ZSET (score: expiry ms)
--- ARGV[1] new lease deadline ms   ARGV[2] worker name   ARGV[3] worker expiry ms
+-- ARGV[1] lease length ms   ARGV[2] worker name   ARGV[3] worker alive-for ms
+-- (deadlines use Redis's clock, like fetch and rescue)
 -- ARGV[4..] two values per held job: id, fence
 -- Returns {lost (id, fence pairs, flat), ids whose cancellation was requested}. A lost job was
 --   rescued: its fence moved on, so the holder must stop (its finish would be refused anyway). A job
 --   that ended under this same fence (its finish landed after the snapshot) is neither.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = now + tonumber(ARGV[1])
 local lost, cancel = {}, {}
 for i = 4, #ARGV, 2 do
   local id, fence = ARGV[i], ARGV[i + 1]
   local s = redis.call('HMGET', KEYS[2] .. id, 'fence', 'status', 'cancel')
   if s[1] == fence and s[2] == 'running' then
-    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    redis.call('ZADD', KEYS[1], deadline, id)
     if s[3] == '1' then cancel[#cancel + 1] = id end
   elseif s[1] and s[1] ~= fence then
     lost[#lost + 1] = id
     lost[#lost + 1] = fence
   end
 end
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
 return { lost, cancel }

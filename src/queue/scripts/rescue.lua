@@ -2,10 +2,12 @@
 -- each expired lease is removed and handled in this one atomic step, by whichever process gets it.
 -- KEYS[1] leases ZSET  KEYS[2] job key prefix  KEYS[3] ready key prefix  KEYS[4] dead ZSET
 -- KEYS[5] done ZSET    KEYS[6] notify LIST
--- ARGV[1] now ms   ARGV[2] at most this many leases   ARGV[3] finished-record retention ms
+-- ARGV[1] unused (expiry is judged on Redis's clock, the one leases were set with)
+-- ARGV[2] at most this many leases   ARGV[3] finished-record retention ms
 -- Returns {requeued, dead, cancelled}. The attempt was counted when the job was claimed; the fence
 --   is bumped so the silent holder's late finish is refused.
-local now = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local retention = tonumber(ARGV[3])
 local requeued, dead, cancelled = 0, 0, 0
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
@@ -24,12 +26,11 @@ for _, id in ipairs(ids) do
     redis.call('HSET', jk, 'history', h)
     if s[5] == '1' then
       redis.call('HSET', jk, 'status', 'cancelled', 'completed_at', now, 'error', 'cancelled')
-      redis.call('ZADD', KEYS[5], now, id)
-      if retention == 0 then redis.call('DEL', jk) end
+      if retention == 0 then redis.call('DEL', jk) else redis.call('ZADD', KEYS[5], now, id) end
       cancelled = cancelled + 1
     elseif attempt >= (tonumber(s[3]) or 1) then
       redis.call('HSET', jk, 'status', 'failed', 'completed_at', now,
-        'error', err .. ' (attempt ' .. attempt .. ' of ' .. s[3] .. ')')
+        'error', err .. ' (attempt ' .. attempt .. ' of ' .. tostring(s[3]) .. ')')
       redis.call('ZADD', KEYS[4], now, id)
       dead = dead + 1
     else

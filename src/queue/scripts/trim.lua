@@ -6,16 +6,22 @@
 --   caps, oldest first (the record and its index entry go together).
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[5])
-local function drop_oldest(set, k)
+-- A record is deleted only while it is still in the state its index says (an id re-enqueued
+-- after its record was deleted must not lose its new record).
+local function drop_oldest(set, k, states)
   if k <= 0 then return 0 end
   if k > limit then k = limit end
   local ids = redis.call('ZRANGE', set, 0, k - 1)
-  for _, id in ipairs(ids) do redis.call('DEL', KEYS[3] .. id) end
+  for _, id in ipairs(ids) do
+    local st = redis.call('HGET', KEYS[3] .. id, 'status')
+    if st and states[st] then redis.call('DEL', KEYS[3] .. id) end
+  end
   redis.call('ZREMRANGEBYRANK', set, 0, k - 1)
   return #ids
 end
-local done = drop_oldest(KEYS[1], redis.call('ZCOUNT', KEYS[1], '-inf', now - tonumber(ARGV[2])))
-done = done + drop_oldest(KEYS[1], redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]))
-local dead = drop_oldest(KEYS[2], redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4]))
+local finished = { completed = true, cancelled = true }
+local done = drop_oldest(KEYS[1], redis.call('ZCOUNT', KEYS[1], '-inf', now - tonumber(ARGV[2])), finished)
+done = done + drop_oldest(KEYS[1], redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]), finished)
+local dead = drop_oldest(KEYS[2], redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4]), { failed = true })
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 return { done, dead }
