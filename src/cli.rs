@@ -133,23 +133,31 @@ pub enum DeadAction {
         limit: usize,
     },
     /// Replay one dead job by id, or the oldest --limit with --all.
-    Replay {
-        queue: String,
-        id: Option<String>,
-        #[arg(long)]
-        all: bool,
-        #[arg(long, default_value_t = 10_000)]
-        limit: usize,
-    },
+    Replay(DeadSelection),
     /// Delete one dead job by id, or the oldest --limit with --all.
-    Purge {
-        queue: String,
-        id: Option<String>,
-        #[arg(long)]
-        all: bool,
-        #[arg(long, default_value_t = 10_000)]
-        limit: usize,
-    },
+    Purge(DeadSelection),
+}
+
+/// Which dead letters of a queue a command acts on.
+#[derive(Args)]
+pub struct DeadSelection {
+    pub queue: String,
+    pub id: Option<String>,
+    #[arg(long)]
+    pub all: bool,
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: usize,
+}
+
+impl DeadSelection {
+    /// `(Some(id), 1)` for one job, `(None, limit)` with --all; an error for neither or both.
+    pub fn target(&self) -> Result<(Option<&str>, usize), String> {
+        match (&self.id, self.all) {
+            (Some(id), false) => Ok((Some(id), 1)),
+            (None, true) => Ok((None, self.limit)),
+            _ => Err("give a job id or --all (not both)".into()),
+        }
+    }
 }
 
 #[derive(Subcommand)]

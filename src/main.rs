@@ -238,32 +238,20 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
             }
-            DeadAction::Replay {
-                queue,
-                id,
-                all,
-                limit,
-            } => {
-                let q = queue_handle(&s, &queue).await?;
-                let n = match (id, all) {
-                    (Some(id), false) => q.replay(Some(&id), 1).await?,
-                    (None, true) => q.replay(None, limit).await?,
-                    _ => bail!("give a job id or --all (not both)"),
-                };
+            DeadAction::Replay(sel) => {
+                let (id, limit) = sel.target().map_err(anyhow::Error::msg)?;
+                let n = queue_handle(&s, &sel.queue)
+                    .await?
+                    .replay(id, limit)
+                    .await?;
                 println!("replayed {n}");
             }
-            DeadAction::Purge {
-                queue,
-                id,
-                all,
-                limit,
-            } => {
-                let q = queue_handle(&s, &queue).await?;
-                let n = match (id, all) {
-                    (Some(id), false) => q.purge_dead(Some(&id), 1).await?,
-                    (None, true) => q.purge_dead(None, limit).await?,
-                    _ => bail!("give a job id or --all (not both)"),
-                };
+            DeadAction::Purge(sel) => {
+                let (id, limit) = sel.target().map_err(anyhow::Error::msg)?;
+                let n = queue_handle(&s, &sel.queue)
+                    .await?
+                    .purge_dead(id, limit)
+                    .await?;
                 println!("purged {n}");
             }
         },
