@@ -91,7 +91,6 @@ pub fn history_entry(attempt: u32, error: &str, worker: &str, at_ms: u64) -> Str
 impl RedisQueue {
     /// Claim up to `max` ready jobs (promoting due scheduled ones first) with a lease of `lease`.
     pub async fn fetch(&self, worker: &str, max: usize, lease: Duration) -> Result<FetchResult> {
-        let now = now_ms();
         let k = &self.keys;
         let reply: Value = scripts::FETCH
             .key(k.ready_prefix())
@@ -102,7 +101,6 @@ impl RedisQueue {
             .key(k.paused())
             .key(k.notify())
             .key(k.dead())
-            .arg(now)
             .arg(max.clamp(1, MAX_FETCH))
             .arg(lease.as_millis() as u64)
             .arg(worker)

@@ -53,7 +53,6 @@ impl RedisQueue {
             .key(k.dead())
             .key(k.done())
             .key(k.notify())
-            .arg(now_ms())
             .arg(limit)
             .arg(self.options.finished_retention.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())

@@ -1,18 +1,18 @@
 -- fetch: claim up to N ready jobs for one worker, highest priority first, FIFO within a level.
 -- KEYS[1] ready key prefix   KEYS[2] scheduled ZSET   KEYS[3] retry ZSET   KEYS[4] leases ZSET
 -- KEYS[5] job key prefix     KEYS[6] paused flag      KEYS[7] notify LIST  KEYS[8] dead ZSET
--- ARGV[1] unused (time is Redis's own, so clock skew between workers cannot break leases)
--- ARGV[2] max jobs (<= 500)   ARGV[3] lease length ms   ARGV[4] worker name
--- ARGV[5] how many due scheduled / retrying jobs to promote per set in this call (bounded)
+-- ARGV[1] max jobs (<= 500)   ARGV[2] lease length ms   ARGV[3] worker name
+-- ARGV[4] how many due scheduled / retrying jobs to promote per set in this call (bounded)
+-- Time is Redis's own (TIME), so clock skew between workers cannot break leases.
 -- Returns {paused 0|1, next due ms or -1 (only when nothing was claimed), orphans dead-lettered,
 --   then five values per claimed job: id, payload, fence, attempt, due ms (enqueue or run-at)}
 -- Each claim increments the job's fence; only the holder of the current fence may finish it.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local want = tonumber(ARGV[2])
-local deadline = now + tonumber(ARGV[3])
-local worker = ARGV[4]
-local plimit = tonumber(ARGV[5])
+local want = tonumber(ARGV[1])
+local deadline = now + tonumber(ARGV[2])
+local worker = ARGV[3]
+local plimit = tonumber(ARGV[4])
 local prios = { 'critical', 'high', 'normal', 'low' }
 
 local function next_due()

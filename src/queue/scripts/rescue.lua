@@ -2,15 +2,15 @@
 -- each expired lease is removed and handled in this one atomic step, by whichever process gets it.
 -- KEYS[1] leases ZSET  KEYS[2] job key prefix  KEYS[3] ready key prefix  KEYS[4] dead ZSET
 -- KEYS[5] done ZSET    KEYS[6] notify LIST
--- ARGV[1] unused (expiry is judged on Redis's clock, the one leases were set with)
--- ARGV[2] at most this many leases   ARGV[3] finished-record retention ms
+-- ARGV[1] at most this many leases   ARGV[2] finished-record retention ms
+-- Expiry is judged on Redis's clock (TIME), the one leases were set with.
 -- Returns {requeued, dead, cancelled}. The attempt was counted when the job was claimed; the fence
 --   is bumped so the silent holder's late finish is refused.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local retention = tonumber(ARGV[3])
+local retention = tonumber(ARGV[2])
 local requeued, dead, cancelled = 0, 0, 0
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local jk = KEYS[2] .. id
