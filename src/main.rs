@@ -49,15 +49,22 @@ async fn queue_handle(s: &Settings, name: &str) -> anyhow::Result<RedisQueue> {
     Ok(RedisQueue::new(conn, &s.prefix, name, s.queue_options()))
 }
 
-/// The queue holding job `id`, searched across every known queue.
-async fn find_job(s: &Settings, registry: &Registry, id: &str) -> anyhow::Result<RedisQueue> {
+/// Every queue recorded under the prefix plus every queue a job kind runs on.
+async fn all_queues(s: &Settings, registry: &Registry) -> anyhow::Result<Vec<RedisQueue>> {
     let mut conn = queue::connect(&s.redis_url).await?;
     let mut names = queue::known_queues(&mut conn, &s.prefix).await?;
     names.extend(registry.queues());
     names.sort();
     names.dedup();
-    for n in names {
-        let q = RedisQueue::new(conn.clone(), &s.prefix, &n, s.queue_options());
+    Ok(names
+        .iter()
+        .map(|n| RedisQueue::new(conn.clone(), &s.prefix, n, s.queue_options()))
+        .collect())
+}
+
+/// The queue holding job `id`, searched across every known queue.
+async fn find_job(s: &Settings, registry: &Registry, id: &str) -> anyhow::Result<RedisQueue> {
+    for q in all_queues(s, registry).await? {
         if q.field(id, "status").await?.is_some() {
             return Ok(q);
         }
@@ -166,18 +173,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Queues { action } => match action {
             None => {
-                let mut conn = queue::connect(&s.redis_url).await?;
-                let mut names = queue::known_queues(&mut conn, &s.prefix).await?;
-                names.extend(registry.queues());
-                names.sort();
-                names.dedup();
                 let mut all = Vec::new();
-                for n in names {
-                    all.push(
-                        RedisQueue::new(conn.clone(), &s.prefix, &n, s.queue_options())
-                            .stats()
-                            .await?,
-                    );
+                for q in all_queues(&s, &registry).await? {
+                    all.push(q.stats().await?);
                 }
                 if cli.json {
                     println!("{}", serde_json::to_string_pretty(&all)?);
