@@ -21,6 +21,12 @@ pub struct Cli {
     /// Optional TOML configuration file (per-queue settings, retry policies, retention).
     #[arg(long, env = "CW_CONFIG", global = true)]
     pub config: Option<PathBuf>,
+    /// PostgreSQL with the documents (chunking and embedding need it).
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Documents' files must lie under this folder (relative file paths are taken from it).
+    #[arg(long, env = "CW_STORAGE_ROOT", global = true)]
+    pub storage_root: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -49,6 +55,10 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadAction,
     },
+    /// Create the database tables that are absent (documents, document_chunks).
+    Migrate,
+    /// Register files (folders recursed) as documents and enqueue their chunking.
+    Ingest(IngestArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -76,6 +86,22 @@ pub struct RunArgs {
     /// How long completed jobs keep their record.
     #[arg(long, env = "CW_RETENTION", value_parser = humantime::parse_duration)]
     pub retention: Option<Duration>,
+    /// Create absent database tables before starting.
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+#[derive(Args)]
+pub struct IngestArgs {
+    /// Files and folders (recursed) under the storage root.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The documents' owner (a Chatter user id).
+    #[arg(long, default_value = "local")]
+    pub owner: String,
+    /// Follow the documents to their final status, up to this long (e.g. 10m); exit 2 if any failed.
+    #[arg(long, num_args = 0..=1, default_missing_value = "1h", value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -174,4 +200,33 @@ pub enum BenchWhat {
         #[arg(long)]
         no_peer: bool,
     },
+    /// Extract + split real text (/usr/share/doc, the Rust docs): MB/s and chunks/s, with
+    /// langchain-text-splitters' RecursiveCharacterTextSplitter on the same text.
+    Chunking(ChunkingBenchArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ChunkingBenchArgs {
+    /// Folders to take documents from (default: /usr/share/doc and the Rust toolchain's docs).
+    #[arg(long)]
+    pub source: Vec<PathBuf>,
+    /// MB of extracted text to gather.
+    #[arg(long, default_value_t = 50.0)]
+    pub mb: f64,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    pub overlap: usize,
+    /// Timed rounds per system (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Threads splitting documents at once (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where the gathered corpus is written as .txt files (default: a temporary folder).
+    #[arg(long)]
+    pub corpus_dir: Option<PathBuf>,
+    /// Skip the langchain comparison.
+    #[arg(long)]
+    pub no_peer: bool,
 }

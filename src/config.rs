@@ -9,7 +9,7 @@ use crate::retry::RetryPolicy;
 use chatter_jobs::Registry;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,79 @@ pub struct Settings {
     pub retention_interval_secs: f64,
     pub queue: BTreeMap<String, QueueSettings>,
     pub retry: HashMap<String, RetryPolicy>,
+    /// PostgreSQL (documents, chunks); without it the kinds that need a database do not run.
+    pub database_url: Option<String>,
+    pub db_max_connections: u32,
+    /// Run the migrations at start (`run --migrate`).
+    pub migrate: bool,
+    pub chunking: ChunkingSettings,
+    pub embedding: EmbeddingSettings,
+}
+
+/// `[chunking]`: the `chunk_document` handler.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkingSettings {
+    /// Documents' files must lie under this folder; relative `file_path`s are taken from it.
+    pub storage_root: PathBuf,
+    /// Largest document, in MB (10^6 bytes); Chatter's upload limit is 50.
+    pub max_file_mb: f64,
+    /// Most chunks one document may have.
+    pub max_chunks: usize,
+    /// Time extraction and splitting of one document may take.
+    pub extract_timeout_secs: f64,
+    /// Time limit of one URL fetch, redirects included.
+    pub fetch_timeout_secs: f64,
+    pub max_redirects: usize,
+    /// Networks (CIDR) the URL guard lets through although they are loopback / private / link-local.
+    pub allow_networks: Vec<String>,
+    /// Enqueue `embed_chunks` batches after chunking; when false a chunked document is `processed`.
+    pub embed: bool,
+    /// Chunk ids per `embed_chunks` job.
+    pub embed_batch: usize,
+    /// What a DOCX may unpack to, in MB, and the largest unpacked/packed ratio of an entry.
+    pub max_unzipped_mb: f64,
+    pub max_zip_ratio: u64,
+}
+
+impl Default for ChunkingSettings {
+    fn default() -> Self {
+        Self {
+            storage_root: PathBuf::from("."),
+            max_file_mb: 50.0,
+            max_chunks: 10_000,
+            extract_timeout_secs: 120.0,
+            fetch_timeout_secs: 60.0,
+            max_redirects: 5,
+            allow_networks: Vec::new(),
+            embed: false,
+            embed_batch: 100,
+            max_unzipped_mb: 200.0,
+            max_zip_ratio: 100,
+        }
+    }
+}
+
+/// `[embedding]`: the target embedding model (chunks are sized in its tokenizer).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingSettings {
+    /// The model's name; OpenAI models are sized in cl100k.
+    pub model: String,
+    /// A local model's folder: its `tokenizer.json` sizes the chunks.
+    pub model_dir: Option<PathBuf>,
+    /// Tokens one input may have; default 8191 for OpenAI models, the local model's own limit.
+    pub max_input_tokens: Option<usize>,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        Self {
+            model: "text-embedding-3-large".into(),
+            model_dir: None,
+            max_input_tokens: None,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -80,6 +153,11 @@ impl Default for Settings {
             retention_interval_secs: 10.0,
             queue: BTreeMap::new(),
             retry: HashMap::new(),
+            database_url: None,
+            db_max_connections: 10,
+            migrate: false,
+            chunking: ChunkingSettings::default(),
+            embedding: EmbeddingSettings::default(),
         }
     }
 }
@@ -172,6 +250,29 @@ impl Settings {
             secs(field, v)?;
         }
         positive("timeout_secs", self.timeout_secs, 0.001)?;
+        let c = &self.chunking;
+        positive("[chunking] max_file_mb", c.max_file_mb, 0.000001)?;
+        positive("[chunking] max_unzipped_mb", c.max_unzipped_mb, 0.000001)?;
+        positive(
+            "[chunking] extract_timeout_secs",
+            c.extract_timeout_secs,
+            0.001,
+        )?;
+        positive("[chunking] fetch_timeout_secs", c.fetch_timeout_secs, 0.001)?;
+        secs("[chunking] extract_timeout_secs", c.extract_timeout_secs)?;
+        secs("[chunking] fetch_timeout_secs", c.fetch_timeout_secs)?;
+        for (field, v) in [
+            ("max_chunks", c.max_chunks),
+            ("embed_batch", c.embed_batch),
+            ("max_zip_ratio", c.max_zip_ratio as usize),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "[chunking] {field} must be at least 1"
+                )));
+            }
+        }
+        self.allow_networks()?;
         positive("idempotency_ttl_secs", self.idempotency_ttl_secs, 0.001)?;
         if self.lease_secs < 0.03 {
             return Err(ConfigError::Invalid(format!(
@@ -182,13 +283,43 @@ impl Settings {
         Ok(())
     }
 
-    /// The queues this process works.
-    pub fn queue_names(&self, registry: &Registry) -> Vec<String> {
+    /// The networks `[chunking] allow_networks` names, or an error naming the bad entry.
+    pub fn allow_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.chunking
+            .allow_networks
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "[chunking] allow_networks: {n:?} is not an address or CIDR network"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// The queues this process works: the ones asked for (each must have a kind this process
+    /// can run), else every queue with a runnable kind.
+    pub fn queue_names(&self, registry: &Registry) -> Result<Vec<String>, ConfigError> {
         if self.queues.is_empty() {
-            registry.queues().into_iter().collect()
-        } else {
-            self.queues.clone()
+            return Ok(registry
+                .queues()
+                .into_iter()
+                .filter(|q| registry.runnable(q))
+                .collect());
         }
+        for q in &self.queues {
+            let kinds: Vec<&str> = registry.for_queue(q).map(|k| k.name.as_str()).collect();
+            if !kinds.is_empty() && !registry.runnable(q) {
+                return Err(ConfigError::Invalid(format!(
+                    "queue {q:?} cannot run here: its kinds ({}) need a database (set DATABASE_URL)",
+                    kinds.join(", ")
+                )));
+            }
+        }
+        Ok(self.queues.clone())
     }
 
     pub fn queue_options(&self) -> QueueOptions {

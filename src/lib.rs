@@ -14,9 +14,14 @@ pub mod cli;
 #[cfg(feature = "worker")]
 pub mod config;
 #[cfg(feature = "worker")]
+pub mod handlers;
+#[cfg(feature = "worker")]
 pub mod http;
 #[cfg(feature = "worker")]
+pub mod ingest;
+#[cfg(feature = "worker")]
 pub mod metrics;
+pub mod outbox;
 #[cfg(feature = "worker")]
 pub mod pool;
 pub mod queue;

@@ -5,9 +5,12 @@ use anyhow::{Context, bail};
 use chatter_worker::bench::{self, BenchOptions};
 use chatter_worker::cli::{BenchWhat, Cli, Command, DeadAction, JobsAction, QueuesAction};
 use chatter_worker::config::Settings;
+use chatter_worker::ingest::{self, IngestOptions};
+use chatter_worker::jobs::registry::queues;
+use chatter_worker::jobs::store::DocumentStatus;
 use chatter_worker::jobs::{JobBuilder, Registry};
 use chatter_worker::queue::{self, CancelResult, RedisQueue};
-use chatter_worker::runtime;
+use chatter_worker::{handlers, runtime};
 use clap::Parser;
 
 #[tokio::main]
@@ -20,8 +23,10 @@ async fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_level.into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // html5ever warns about every oddity of real-world html it parses
+                format!("{default_level},html5ever=error").into()
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -38,6 +43,12 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     }
     if let Some(p) = &cli.prefix {
         s.prefix = p.clone();
+    }
+    if let Some(u) = &cli.database_url {
+        s.database_url = Some(u.clone());
+    }
+    if let Some(r) = &cli.storage_root {
+        s.chunking.storage_root = r.clone();
     }
     Ok(s)
 }
@@ -103,6 +114,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             if let Some(r) = a.retention {
                 s.finished_retention_secs = r.as_secs_f64();
             }
+            s.migrate |= a.migrate;
             let shutdown = runtime::shutdown_on_signals();
             let reports = runtime::run(s, registry, shutdown).await?;
             for r in reports {
@@ -253,6 +265,48 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 println!("purged {n}");
             }
         },
+        Command::Migrate => {
+            s.migrate = true;
+            handlers::store(&s).await?;
+            println!("migrated");
+        }
+        Command::Ingest(a) => {
+            let store = handlers::store(&s).await?;
+            let queue = queue_handle(&s, queues::CHUNKING).await?;
+            let options = IngestOptions {
+                paths: a.paths,
+                owner: a.owner,
+                storage_root: s.chunking.storage_root.clone(),
+                wait: a.wait,
+                progress: !cli.json,
+            };
+            let done = ingest::ingest(&options, &store, &queue).await?;
+            let failed = done
+                .iter()
+                .filter(|d| d.status == Some(DocumentStatus::Failed))
+                .count();
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                for d in &done {
+                    let status = d.status.map_or("enqueued", DocumentStatus::as_str);
+                    let error = d.error.as_deref().unwrap_or_default();
+                    println!("{}  {:<10} {}  {error}", d.document_id, status, d.path);
+                }
+            }
+            if failed > 0 {
+                eprintln!("{failed} of {} documents failed", done.len());
+                std::process::exit(2);
+            }
+        }
+        Command::Bench {
+            what: BenchWhat::Chunking(a),
+        } => {
+            let report = tokio::task::spawn_blocking(move || bench::chunking::run(&a))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            print(cli.json, &report);
+        }
         Command::Bench {
             what:
                 BenchWhat::Queue {

@@ -1,6 +1,7 @@
 //! `chatter-worker run`: every configured queue's pool, the rescuer, retention and the HTTP
 //! endpoints in one process, until the shutdown token trips (SIGTERM / SIGINT in the binary).
 use crate::config::Settings;
+use crate::handlers::{self, HandlerError};
 use crate::http::{self, HttpState};
 use crate::metrics;
 use crate::pool::{self, PoolReport};
@@ -23,11 +24,13 @@ pub enum RunError {
     },
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    Handlers(#[from] HandlerError),
 }
 
 pub async fn run(
     settings: Settings,
-    registry: Registry,
+    mut registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<Vec<PoolReport>, RunError> {
     settings.validate(&registry)?;
@@ -41,7 +44,8 @@ pub async fn run(
     let Some(mut conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
-    let names = settings.queue_names(&registry);
+    handlers::install(&settings, &mut registry, conn.clone()).await?;
+    let names = settings.queue_names(&registry)?;
     let _: () = redis::cmd("SADD")
         .arg(Keys::registry(&settings.prefix))
         .arg(&names)

@@ -6,13 +6,19 @@
 //! (`registry`). The runtime in `chatter-worker` wires these to Redis and apalis.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "handlers")]
+pub mod chunk;
 pub mod context;
 pub mod envelope;
 pub mod kinds;
+pub mod outbox;
 pub mod outcome;
 pub mod registry;
+#[cfg(feature = "handlers")]
+pub mod store;
 
 pub use context::{JobContext, ProgressUpdate};
 pub use envelope::{DecodeError, FORMAT_VERSION, Job, JobBuilder, Priority, Status, Timestamp};
+pub use outbox::Outbox;
 pub use outcome::{ErrorExt, JobError, Outcome};
 pub use registry::{KindSpec, Registry};

@@ -29,7 +29,9 @@ pub type ArgsCheck = Arc<dyn Fn(&Job) -> Result<(), String> + Send + Sync>;
 pub struct KindSpec {
     pub name: String,
     pub queue: String,
-    pub handler: Handler,
+    /// None for a kind this process knows the contract of but cannot run (its handler needs
+    /// something this process was not given, e.g. a database).
+    pub handler: Option<Handler>,
     pub check: ArgsCheck,
 }
 
@@ -84,13 +86,32 @@ impl Registry {
         C: Fn(&Job) -> Result<(), String> + Send + Sync + 'static,
     {
         let handler: Handler = Arc::new(move |job, ctx| Box::pin(handler(job, ctx)));
+        self.insert(name, queue, Some(handler), Arc::new(check))
+    }
+
+    /// Register a kind's contract (queue and argument check) without a handler: producers can
+    /// route and check it; a worker installs the handler when it has what the handler needs.
+    pub fn register_contract<C>(&mut self, name: &str, queue: &str, check: C) -> &mut Self
+    where
+        C: Fn(&Job) -> Result<(), String> + Send + Sync + 'static,
+    {
+        self.insert(name, queue, None, Arc::new(check))
+    }
+
+    fn insert(
+        &mut self,
+        name: &str,
+        queue: &str,
+        handler: Option<Handler>,
+        check: ArgsCheck,
+    ) -> &mut Self {
         self.kinds.insert(
             name.to_string(),
             KindSpec {
                 name: name.to_string(),
                 queue: queue.to_string(),
                 handler,
-                check: Arc::new(check),
+                check,
             },
         );
         self
@@ -112,6 +133,11 @@ impl Registry {
         let mut q: BTreeSet<String> = queues::ALL.iter().map(|s| s.to_string()).collect();
         q.extend(self.kinds.values().map(|k| k.queue.clone()));
         q
+    }
+
+    /// True when some kind of `queue` has a handler in this process.
+    pub fn runnable(&self, queue: &str) -> bool {
+        self.for_queue(queue).any(|k| k.handler.is_some())
     }
 
     /// The kinds that run on one queue.

@@ -160,7 +160,16 @@ impl Service<Task<Job>> for Dispatch {
                 return Ok(Outcome::Fail("task carries no claim".into()));
             };
             let handler = match shared.registry.resolve(&job.function_name) {
-                Ok(spec) => spec.handler.clone(),
+                Ok(spec) => match &spec.handler {
+                    Some(h) => h.clone(),
+                    // Another worker of this queue may be able to run it: retry, don't kill it.
+                    None => {
+                        return Ok(Outcome::Retry(format!(
+                            "worker {} has no handler for {:?} (it needs a database)",
+                            shared.worker, job.function_name
+                        )));
+                    }
+                },
                 Err(e) => return Ok(Outcome::Fail(e.to_string())),
             };
             let ctx = shared.context_for(&claim);

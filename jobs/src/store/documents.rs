@@ -1,0 +1,325 @@
+//! `documents` and `document_chunks`: register a document, claim it for processing, replace its
+//! chunks in one transaction, mark it failed or processed.
+//!
+//! Every write that changes a document's chunks first locks the document row, so two runs of the
+//! same document (a re-run racing a rescued retry) serialise and the last one's set stands whole.
+use super::{Result, Store, StoreError};
+use serde::Serialize;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentStatus {
+    Pending,
+    Processing,
+    Processed,
+    Failed,
+    Archived,
+}
+
+impl DocumentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::Processed => "processed",
+            Self::Failed => "failed",
+            Self::Archived => "archived",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "processing" => Self::Processing,
+            "processed" => Self::Processed,
+            "failed" => Self::Failed,
+            "archived" => Self::Archived,
+            _ => Self::Pending,
+        }
+    }
+
+    /// Processed or failed: nothing more will happen without a new job.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Processed | Self::Failed | Self::Archived)
+    }
+}
+
+/// What the handlers read of a document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub id: String,
+    pub owner_id: String,
+    pub title: String,
+    pub filename: String,
+    pub file_path: String,
+    pub status: DocumentStatus,
+    pub chunk_size: i32,
+    pub chunk_overlap: i32,
+    pub chunk_count: i32,
+    pub processing_error: Option<String>,
+}
+
+/// A document to register (`chatter-worker ingest`, tests; Chatter registers its own uploads).
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub owner_id: String,
+    pub title: String,
+    pub filename: String,
+    /// A path under the storage root, or an http(s) URL.
+    pub file_path: String,
+    pub file_size: Option<i64>,
+    pub file_hash: Option<String>,
+    pub chunk_size: i32,
+    pub chunk_overlap: i32,
+}
+
+impl NewDocument {
+    pub fn new(owner_id: &str, file_path: &str) -> Self {
+        let filename = file_path
+            .rsplit(['/', '\\'])
+            .find(|s| !s.is_empty())
+            .unwrap_or(file_path)
+            .to_string();
+        Self {
+            owner_id: owner_id.into(),
+            title: filename.clone(),
+            filename,
+            file_path: file_path.into(),
+            file_size: None,
+            file_hash: None,
+            chunk_size: 1000,
+            chunk_overlap: 200,
+        }
+    }
+}
+
+/// One chunk as the splitter produced it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    pub id: String,
+    pub chunk_index: i32,
+    pub content: String,
+    pub content_hash: String,
+    pub token_count: i32,
+    pub start_char: i32,
+    pub end_char: i32,
+}
+
+/// What extraction learned about the file, stored with its chunks.
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    pub text: String,
+    pub document_type: String,
+    pub mime_type: String,
+    pub file_size: i64,
+    pub file_hash: String,
+}
+
+const DOC_COLUMNS: &str = "id, owner_id, title, filename, file_path, status, chunk_size, \
+                           chunk_overlap, chunk_count, processing_error";
+
+fn document(row: &sqlx::postgres::PgRow) -> Result<Document> {
+    Ok(Document {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        title: row.try_get("title")?,
+        filename: row.try_get("filename")?,
+        file_path: row.try_get("file_path")?,
+        status: DocumentStatus::parse(row.try_get("status")?),
+        chunk_size: row.try_get("chunk_size")?,
+        chunk_overlap: row.try_get("chunk_overlap")?,
+        chunk_count: row.try_get("chunk_count")?,
+        processing_error: row.try_get("processing_error")?,
+    })
+}
+
+impl Store {
+    /// Register a document; with a `file_hash` an owner's second copy of the same file returns the
+    /// first one's id. Returns (id, created).
+    pub async fn register_document(&self, d: &NewDocument) -> Result<(String, bool)> {
+        let id = ulid::Ulid::new().to_string();
+        let inserted = sqlx::query(
+            "INSERT INTO documents (id, owner_id, title, filename, file_path, file_size, file_hash,
+                                    chunk_size, chunk_overlap)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (owner_id, file_hash) DO NOTHING
+             RETURNING id",
+        )
+        .bind(&id)
+        .bind(&d.owner_id)
+        .bind(&d.title)
+        .bind(&d.filename)
+        .bind(&d.file_path)
+        .bind(d.file_size)
+        .bind(&d.file_hash)
+        .bind(d.chunk_size)
+        .bind(d.chunk_overlap)
+        .fetch_optional(&self.pool)
+        .await?;
+        if inserted.is_some() {
+            return Ok((id, true));
+        }
+        let existing: String =
+            sqlx::query_scalar("SELECT id FROM documents WHERE owner_id = $1 AND file_hash = $2")
+                .bind(&d.owner_id)
+                .bind(&d.file_hash)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((existing, false))
+    }
+
+    pub async fn document(&self, id: &str) -> Result<Option<Document>> {
+        let sql = format!("SELECT {DOC_COLUMNS} FROM documents WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(document).transpose()
+    }
+
+    /// pending/failed/processed → processing (an archived document is left alone: None).
+    pub async fn start_processing(&self, id: &str) -> Result<Option<Document>> {
+        let sql = format!(
+            "UPDATE documents SET status = 'processing', processing_started_at = now(),
+                    processing_completed_at = NULL, processing_error = NULL, updated_at = now()
+             WHERE id = $1 AND status <> 'archived'
+             RETURNING {DOC_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(document(&r)?)),
+            None if self.document(id).await?.is_some() => Ok(None),
+            None => Err(StoreError::NoDocument(id.into())),
+        }
+    }
+
+    /// Replace the document's chunks with `chunks` and store what extraction found, in one
+    /// transaction: readers see the old set or the new one, never a mix or a half. With
+    /// `processed`, the document also becomes `processed` (no embedding step follows).
+    pub async fn replace_chunks(
+        &self,
+        id: &str,
+        extracted: &Extracted,
+        chunks: &[NewChunk],
+        processed: bool,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_document(&mut tx, id).await?;
+        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        // One statement for the whole set: columns as arrays, unnested server-side.
+        for part in chunks.chunks(2000) {
+            let col = |f: fn(&NewChunk) -> i32| part.iter().map(f).collect::<Vec<i32>>();
+            sqlx::query(
+                "INSERT INTO document_chunks (id, document_id, chunk_index, content, content_hash,
+                                              token_count, start_char, end_char)
+                 SELECT u.id, $1, u.idx, u.content, u.hash, u.tokens, u.s, u.e
+                 FROM UNNEST($2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[],
+                             $8::int[]) AS u(id, idx, content, hash, tokens, s, e)",
+            )
+            .bind(id)
+            .bind(part.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
+            .bind(col(|c| c.chunk_index))
+            .bind(part.iter().map(|c| c.content.as_str()).collect::<Vec<_>>())
+            .bind(
+                part.iter()
+                    .map(|c| c.content_hash.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(col(|c| c.token_count))
+            .bind(col(|c| c.start_char))
+            .bind(col(|c| c.end_char))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE documents SET extracted_text = $2, document_type = $3, mime_type = $4,
+                    file_size = $5, file_hash = COALESCE(file_hash, $6), chunk_count = $7,
+                    status = CASE WHEN $8 THEN 'processed' ELSE status END,
+                    processing_completed_at = CASE WHEN $8 THEN now() ELSE NULL END,
+                    updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&extracted.text)
+        .bind(&extracted.document_type)
+        .bind(&extracted.mime_type)
+        .bind(extracted.file_size)
+        .bind(&extracted.file_hash)
+        .bind(chunks.len() as i32)
+        .bind(processed)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The document failed finally: `failed` with the message, and no chunks left behind.
+    pub async fn fail_document(&self, id: &str, message: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        lock_document(&mut tx, id).await?;
+        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE documents SET status = 'failed', processing_error = $2, chunk_count = 0,
+                    processing_completed_at = NULL, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(message)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Status and error of each listed document.
+    pub async fn statuses(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<(String, DocumentStatus, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT id, status, processing_error FROM documents WHERE id = ANY($1) ORDER BY id",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("id")?,
+                    DocumentStatus::parse(r.try_get("status")?),
+                    r.try_get("processing_error")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The ids of a document's chunks, in order.
+    pub async fn chunk_ids(&self, document_id: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM document_chunks WHERE document_id = $1 ORDER BY chunk_index",
+        )
+        .bind(document_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+async fn lock_document(tx: &mut sqlx::PgConnection, id: &str) -> Result<()> {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT id FROM documents WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NoDocument(id.into()))
+}

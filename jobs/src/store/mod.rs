@@ -1,0 +1,75 @@
+//! PostgreSQL storage of the job handlers: the connection pool, the migrations, and one module
+//! per table family (`documents`: documents and their chunks).
+//!
+//! This is the narrow seam the embedded SQLite default will slot in behind: handlers call these
+//! methods and never write SQL of their own.
+pub mod documents;
+
+pub use documents::{Document, DocumentStatus, NewChunk, NewDocument};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("bad DATABASE_URL {url:?}: {message}")]
+    Url { url: String, message: String },
+    #[error("no document {0}")]
+    NoDocument(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The migrations of `migrations/postgres`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connect lazily-verified: the first connection is opened now so a wrong URL fails at start.
+    /// `schema`, when given, becomes the connection's `search_path` (tests use one per test).
+    pub async fn connect(url: &str, max_connections: u32, schema: Option<&str>) -> Result<Self> {
+        let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+            url: redact(url),
+            message: e.to_string(),
+        })?;
+        if let Some(schema) = schema {
+            options = options.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Create what is absent (`chatter-worker migrate`, `run --migrate`).
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
