@@ -300,26 +300,13 @@ impl Settings {
             .collect()
     }
 
-    /// The queues this process works: the ones asked for (each must have a kind this process
-    /// can run), else every queue with a runnable kind.
-    pub fn queue_names(&self, registry: &Registry) -> Result<Vec<String>, ConfigError> {
+    /// The queues this process serves (metrics, rescue, retention; pools where it has handlers).
+    pub fn queue_names(&self, registry: &Registry) -> Vec<String> {
         if self.queues.is_empty() {
-            return Ok(registry
-                .queues()
-                .into_iter()
-                .filter(|q| registry.runnable(q))
-                .collect());
+            registry.queues().into_iter().collect()
+        } else {
+            self.queues.clone()
         }
-        for q in &self.queues {
-            let kinds: Vec<&str> = registry.for_queue(q).map(|k| k.name.as_str()).collect();
-            if !kinds.is_empty() && !registry.runnable(q) {
-                return Err(ConfigError::Invalid(format!(
-                    "queue {q:?} cannot run here: its kinds ({}) need a database (set DATABASE_URL)",
-                    kinds.join(", ")
-                )));
-            }
-        }
-        Ok(self.queues.clone())
     }
 
     pub fn queue_options(&self) -> QueueOptions {

@@ -28,7 +28,7 @@ pub enum HandlerError {
 /// Connect to the configured database (migrating it when asked).
 pub async fn store(s: &Settings) -> Result<Store, HandlerError> {
     let url = s.database_url.as_deref().ok_or(HandlerError::NoDatabase)?;
-    let store = Store::connect(url, s.db_max_connections, None).await?;
+    let store = Store::connect(url, s.db_max_connections).await?;
     if s.migrate {
         store.migrate().await?;
     }

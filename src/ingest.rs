@@ -6,6 +6,7 @@
 //! the document id and that hash: ingesting the same unchanged file again registers nothing new
 //! and enqueues nothing new while the key lives.
 use crate::queue::RedisQueue;
+use chatter_jobs::Job;
 use chatter_jobs::chunk::source::resolve_under_root;
 use chatter_jobs::kinds::documents::{ChunkDocumentArgs, chunk_job};
 use chatter_jobs::store::{DocumentStatus, NewDocument, Store};
@@ -117,48 +118,96 @@ pub async fn ingest(
     let files = files(&o.paths)?;
     let registering = bar(files.len() as u64, o.progress, "register");
     let mut out = Vec::with_capacity(files.len());
-    let mut jobs = Vec::with_capacity(files.len());
+    let mut jobs = Vec::new();
     for f in &files {
-        let real = resolve_under_root(&root, f).map_err(|e| IngestError::Job(e.to_string()))?;
-        let rel = real
-            .strip_prefix(&root)
-            .unwrap_or(&real)
-            .to_string_lossy()
-            .into_owned();
-        let (size, hash) = hash_file(&real)?;
-        let mut doc = NewDocument::new(&o.owner, &rel);
-        doc.file_size = Some(size);
-        doc.file_hash = Some(hash.clone());
-        let (id, created) = store.register_document(&doc).await?;
-        let args = ChunkDocumentArgs {
-            document_id: id.clone(),
-            max_tokens: None,
-            overlap_tokens: None,
-        };
-        let job = chunk_job(&args)
-            .name(format!("chunk {rel}"))
-            .owner(o.owner.clone())
-            .idempotency_key(format!("chunk:{id}:{hash}"))
-            .build();
-        out.push(Ingested {
-            document_id: id,
-            path: rel,
-            new_document: created,
-            job_id: job.id.clone(),
-            status: None,
-            error: None,
-        });
-        jobs.push(job);
+        match register(f, &root, &o.owner, store).await {
+            Ok((entry, job)) => {
+                out.push(entry);
+                jobs.push(job);
+            }
+            // One unreadable file or escaping link is reported, not a reason to stop the rest.
+            Err(e @ IngestError::File { .. }) => out.push(Ingested {
+                document_id: String::new(),
+                path: f.display().to_string(),
+                new_document: false,
+                job_id: String::new(),
+                status: None,
+                error: Some(e.to_string()),
+            }),
+            Err(e) => return Err(e),
+        }
+        // Enqueue as we go: a stop half-way leaves few registered documents without a job, and
+        // running ingest again enqueues those (the idempotency key skips the rest).
+        if jobs.len() == 500 {
+            enqueue(queue, &mut jobs, &mut out).await?;
+        }
         registering.inc(1);
     }
-    for (entry, e) in out.iter_mut().zip(queue.enqueue_batch(&jobs).await?) {
-        entry.job_id = e.id;
-    }
+    enqueue(queue, &mut jobs, &mut out).await?;
     registering.finish();
     if let Some(limit) = o.wait {
         wait(o, store, queue, &mut out, limit).await?;
     }
     Ok(out)
+}
+
+/// Register one file as a document and build its job.
+async fn register(
+    f: &Path,
+    root: &Path,
+    owner: &str,
+    store: &Store,
+) -> Result<(Ingested, Job), IngestError> {
+    let real = resolve_under_root(root, f).map_err(|e| file_err(f, e))?;
+    let rel = real
+        .strip_prefix(root)
+        .unwrap_or(&real)
+        .to_string_lossy()
+        .into_owned();
+    let (size, hash) = hash_file(&real)?;
+    let mut doc = NewDocument::new(owner, &rel);
+    doc.file_size = Some(size);
+    doc.file_hash = Some(hash.clone());
+    let (id, created) = store.register_document(&doc).await?;
+    let args = ChunkDocumentArgs {
+        document_id: id.clone(),
+        max_tokens: None,
+        overlap_tokens: None,
+    };
+    let job = chunk_job(&args)
+        .name(format!("chunk {rel}"))
+        .owner(owner.to_string())
+        .idempotency_key(format!("chunk:{id}:{hash}"))
+        .build();
+    let entry = Ingested {
+        document_id: id,
+        path: rel,
+        new_document: created,
+        job_id: job.id.clone(),
+        status: None,
+        error: None,
+    };
+    Ok((entry, job))
+}
+
+/// Enqueue the gathered jobs; each entry takes its job's id (the first job's, for a repeat).
+async fn enqueue(
+    queue: &RedisQueue,
+    jobs: &mut Vec<Job>,
+    out: &mut [Ingested],
+) -> Result<(), IngestError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    for (job, e) in jobs.iter().zip(queue.enqueue_batch(jobs).await?) {
+        if e.id != job.id
+            && let Some(entry) = out.iter_mut().find(|i| i.job_id == job.id)
+        {
+            entry.job_id = e.id;
+        }
+    }
+    jobs.clear();
+    Ok(())
 }
 
 /// Poll the jobs until each has ended (or `limit` passes), then read the documents' statuses.
@@ -175,6 +224,9 @@ async fn wait(
     while !pending.is_empty() && started.elapsed() < limit {
         let mut still = Vec::with_capacity(pending.len());
         for id in pending {
+            if id.is_empty() {
+                continue;
+            }
             let status = queue.field(id, "status").await?;
             // A record already trimmed by retention has ended too.
             if matches!(status.as_deref(), Some("pending" | "running" | "retrying")) {

@@ -283,19 +283,23 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             let done = ingest::ingest(&options, &store, &queue).await?;
             let failed = done
                 .iter()
-                .filter(|d| d.status == Some(DocumentStatus::Failed))
+                .filter(|d| d.status == Some(DocumentStatus::Failed) || d.job_id.is_empty())
                 .count();
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&done)?);
             } else {
                 for d in &done {
-                    let status = d.status.map_or("enqueued", DocumentStatus::as_str);
+                    let status = match d.status {
+                        Some(st) => st.as_str(),
+                        None if d.job_id.is_empty() => "skipped",
+                        None => "enqueued",
+                    };
                     let error = d.error.as_deref().unwrap_or_default();
                     println!("{}  {:<10} {}  {error}", d.document_id, status, d.path);
                 }
             }
             if failed > 0 {
-                eprintln!("{failed} of {} documents failed", done.len());
+                eprintln!("{failed} of {} files failed or were skipped", done.len());
                 std::process::exit(2);
             }
         }

@@ -45,7 +45,7 @@ pub async fn run(
         return Ok(Vec::new());
     };
     handlers::install(&settings, &mut registry, conn.clone()).await?;
-    let names = settings.queue_names(&registry)?;
+    let names = settings.queue_names(&registry);
     let _: () = redis::cmd("SADD")
         .arg(Keys::registry(&settings.prefix))
         .arg(&names)
@@ -56,6 +56,9 @@ pub async fn run(
         .iter()
         .map(|n| RedisQueue::new(conn.clone(), &settings.prefix, n, settings.queue_options()))
         .collect();
+    for q in &names {
+        metrics::register_queue(q);
+    }
     tracing::info!(addr = %settings.http_addr, queues = ?names, "chatter-worker running");
 
     let background = CancellationToken::new();
@@ -86,6 +89,26 @@ pub async fn run(
 
     let pools: Vec<_> = queues
         .into_iter()
+        .filter(|q| {
+            let kinds: Vec<&str> = registry
+                .for_queue(q.name())
+                .map(|k| k.name.as_str())
+                .collect();
+            let runnable = kinds.is_empty() || registry.runnable(q.name());
+            if !runnable {
+                let hint = if settings.database_url.is_none() {
+                    " (the document kinds need DATABASE_URL)"
+                } else {
+                    ""
+                };
+                tracing::warn!(
+                    queue = q.name(),
+                    kinds = ?kinds,
+                    "no pool: none of the queue's kinds has a handler in this process{hint}"
+                );
+            }
+            runnable
+        })
         .map(|q| {
             let config = settings.pool_config(q.name());
             tokio::spawn(pool::run(

@@ -6,7 +6,6 @@
 //! Everything here is synchronous and bounded by the input; the handler runs it on the blocking
 //! pool under a time limit. Every error names the problem and the file.
 use super::office;
-use serde_json::Value;
 
 /// The `document_type`s this worker extracts (Chatter's enum values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -330,25 +329,68 @@ pub fn csv_text(s: &str) -> Result<String, ExtractError> {
     Ok(out)
 }
 
-/// The string leaves of a JSON document, in document order, one per line.
+/// The string leaves of a JSON document, in document order, one per line (read straight from
+/// the text, so object keys keep their order; nesting is bounded by serde_json's depth limit).
 pub fn json_text(s: &str) -> Result<String, ExtractError> {
-    let v: Value = serde_json::from_str(s).map_err(|e| corrupt("JSON", e.to_string()))?;
+    use serde::de::DeserializeSeed;
     let mut out = String::new();
-    let mut stack = vec![&v];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::String(s) if !s.trim().is_empty() => {
-                if !out.is_empty() {
-                    out.push('\n');
-                }
-                out.push_str(s);
-            }
-            Value::Array(a) => stack.extend(a.iter().rev()),
-            Value::Object(o) => stack.extend(o.values().collect::<Vec<_>>().into_iter().rev()),
-            _ => {}
-        }
-    }
+    let mut de = serde_json::Deserializer::from_str(s);
+    Leaves(&mut out)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| corrupt("JSON", e.to_string()))?;
     Ok(out)
+}
+
+/// Appends every string leaf it visits to the text, a line each.
+struct Leaves<'a>(&'a mut String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Leaves<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Leaves<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        if !v.trim().is_empty() {
+            if !self.0.is_empty() {
+                self.0.push('\n');
+            }
+            self.0.push_str(v);
+        }
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Leaves(&mut *self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+            map.next_value_seed(Leaves(&mut *self.0))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -383,7 +425,7 @@ mod tests {
             "name, age\nname: Ada; age: 36\nname: Bob; age: "
         );
         assert_eq!(
-            json_text(r#"{"a": "x", "b": [1, "y", {"c": "z"}], "d": true}"#).unwrap(),
+            json_text(r#"{"b": "x", "a": [1, "y", {"c": "z"}], "d": true}"#).unwrap(),
             "x\ny\nz"
         );
         assert!(json_text("{").is_err());

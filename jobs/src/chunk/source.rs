@@ -26,7 +26,7 @@ impl Default for SourceConfig {
     fn default() -> Self {
         Self {
             storage_root: PathBuf::from("."),
-            max_file_bytes: 50 * 1024 * 1024,
+            max_file_bytes: 50_000_000,
             fetch_timeout: Duration::from_secs(60),
             max_redirects: 5,
             guard: Guard::default(),

@@ -34,16 +34,13 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connect lazily-verified: the first connection is opened now so a wrong URL fails at start.
-    /// `schema`, when given, becomes the connection's `search_path` (tests use one per test).
-    pub async fn connect(url: &str, max_connections: u32, schema: Option<&str>) -> Result<Self> {
-        let mut options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+    /// Connect, opening the first connection now so a wrong URL fails at start. A URL parameter
+    /// `options=-csearch_path%3DNAME` selects a schema (tests use one per test).
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
             url: redact(url),
             message: e.to_string(),
         })?;
-        if let Some(schema) = schema {
-            options = options.options([("search_path", schema)]);
-        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
