@@ -514,3 +514,32 @@ async fn document_and_progress_events_are_published() {
     }
     pool.stop().await;
 }
+
+#[tokio::test]
+async fn chunk_count_and_extraction_time_limits_fail_the_document() {
+    let k = doc_kit().await;
+    let mut s = k.settings();
+    s.max_chunks = 5;
+    let pool = k.pool(s);
+    let d = k
+        .ingest(&k.file("many.txt", prose(40).as_bytes()), Some(20), Some(0))
+        .await;
+    assert_eq!(d.status, "failed");
+    assert!(d.error.unwrap().contains("more than the limit of 5 chunks"));
+    assert!(d.chunks.is_empty());
+    pool.stop().await;
+
+    let mut s = k.settings();
+    s.extract_timeout = std::time::Duration::from_micros(1);
+    let pool = k.pool(s);
+    let d = k
+        .ingest(&k.file("slow.txt", prose(2000).as_bytes()), None, None)
+        .await;
+    assert_eq!(d.status, "failed");
+    assert!(
+        d.error
+            .unwrap()
+            .contains("extraction took longer than the limit")
+    );
+    pool.stop().await;
+}

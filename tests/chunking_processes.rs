@@ -141,3 +141,44 @@ async fn ingest_registers_enqueues_and_waits() {
         assert_eq!(b["new_document"], false);
     }
 }
+
+#[tokio::test]
+async fn migrate_creates_the_tables_once() {
+    let k = doc_kit().await;
+    let schema = format!("{}_m", k.schema);
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(k.store.pool())
+        .await
+        .unwrap();
+    let url = k.url.replace(&k.schema, &schema);
+    for _ in 0..2 {
+        let out = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1
+         ORDER BY 1",
+    )
+    .bind(&schema)
+    .fetch_all(k.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(tables, ["_sqlx_migrations", "document_chunks", "documents"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
+        .args([
+            "migrate",
+            "--database-url",
+            "postgres://nobody@127.0.0.1:1/none",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("database"));
+}
