@@ -59,6 +59,9 @@ pub enum Command {
     Migrate,
     /// Register files (folders recursed) as documents and enqueue their chunking.
     Ingest(IngestArgs),
+    /// (Internal) extract one document from stdin to stdout: the worker's extractor process.
+    #[command(hide = true)]
+    ExtractDocument(ExtractDocumentArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -89,6 +92,20 @@ pub struct RunArgs {
     /// Create absent database tables before starting.
     #[arg(long)]
     pub migrate: bool,
+}
+
+#[derive(Args)]
+pub struct ExtractDocumentArgs {
+    #[arg(long = "type")]
+    pub doc_type: String,
+    #[arg(long)]
+    pub max_text_bytes: usize,
+    #[arg(long)]
+    pub max_unzipped_bytes: u64,
+    #[arg(long)]
+    pub max_zip_ratio: u64,
+    #[arg(long)]
+    pub max_zip_entries: usize,
 }
 
 #[derive(Args)]

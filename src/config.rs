@@ -7,6 +7,7 @@ use crate::pool::PoolConfig;
 use crate::queue::QueueOptions;
 use crate::retry::RetryPolicy;
 use chatter_jobs::Registry;
+use chatter_jobs::chunk::ChunkSettings;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -65,18 +66,23 @@ pub struct Settings {
     pub embedding: EmbeddingSettings,
 }
 
-/// `[chunking]`: the `chunk_document` handler.
+/// `[chunking]`: the `chunk_document` handler. Defaults are the handler's own.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ChunkingSettings {
     /// Documents' files must lie under this folder; relative `file_path`s are taken from it.
-    pub storage_root: PathBuf,
+    /// Without one, only URL documents can be read.
+    pub storage_root: Option<PathBuf>,
     /// Largest document, in MB (10^6 bytes); Chatter's upload limit is 50.
     pub max_file_mb: f64,
     /// Most chunks one document may have.
     pub max_chunks: usize,
-    /// Time extraction and splitting of one document may take.
+    /// Time extraction of one document may take (its extractor process is killed then).
     pub extract_timeout_secs: f64,
+    /// Address space of the extractor process, in MB: a decompression bomb ends there.
+    pub extractor_memory_mb: u64,
+    /// Most text one document may extract to, in MB.
+    pub max_text_mb: f64,
     /// Time limit of one URL fetch, redirects included.
     pub fetch_timeout_secs: f64,
     pub max_redirects: usize,
@@ -93,18 +99,21 @@ pub struct ChunkingSettings {
 
 impl Default for ChunkingSettings {
     fn default() -> Self {
+        let c = ChunkSettings::default();
         Self {
-            storage_root: PathBuf::from("."),
-            max_file_mb: 50.0,
-            max_chunks: 10_000,
-            extract_timeout_secs: 120.0,
-            fetch_timeout_secs: 60.0,
-            max_redirects: 5,
+            storage_root: None,
+            max_file_mb: c.source.max_file_bytes as f64 / 1e6,
+            max_chunks: c.max_chunks,
+            extract_timeout_secs: c.extract_timeout.as_secs_f64(),
+            extractor_memory_mb: 2048,
+            max_text_mb: c.limits.max_text_bytes as f64 / 1e6,
+            fetch_timeout_secs: c.source.fetch_timeout.as_secs_f64(),
+            max_redirects: c.source.max_redirects,
             allow_networks: Vec::new(),
-            embed: false,
-            embed_batch: 100,
-            max_unzipped_mb: 200.0,
-            max_zip_ratio: 100,
+            embed: c.embed,
+            embed_batch: c.embed_batch,
+            max_unzipped_mb: c.limits.max_unzipped_bytes as f64 / 1e6,
+            max_zip_ratio: c.limits.max_zip_ratio,
         }
     }
 }
@@ -253,6 +262,12 @@ impl Settings {
         let c = &self.chunking;
         positive("[chunking] max_file_mb", c.max_file_mb, 0.000001)?;
         positive("[chunking] max_unzipped_mb", c.max_unzipped_mb, 0.000001)?;
+        positive("[chunking] max_text_mb", c.max_text_mb, 0.000001)?;
+        positive(
+            "[chunking] extractor_memory_mb",
+            c.extractor_memory_mb as f64,
+            64.0,
+        )?;
         positive(
             "[chunking] extract_timeout_secs",
             c.extract_timeout_secs,

@@ -5,9 +5,10 @@ use crate::config::{ConfigError, Settings};
 use crate::outbox::RedisOutbox;
 use chatter_jobs::Registry;
 use chatter_jobs::chunk::extract::ExtractLimits;
+use chatter_jobs::chunk::extractor::Extractor;
 use chatter_jobs::chunk::guard::Guard;
 use chatter_jobs::chunk::source::SourceConfig;
-use chatter_jobs::chunk::split::Tokenizer;
+use chatter_jobs::chunk::tokenizer::Tokenizer;
 use chatter_jobs::chunk::{ChunkSettings, Chunker};
 use chatter_jobs::store::{Store, StoreError};
 use redis::aio::ConnectionManager;
@@ -57,7 +58,20 @@ pub fn chunk_settings(s: &Settings) -> Result<ChunkSettings, ConfigError> {
         limits: ExtractLimits {
             max_unzipped_bytes: (c.max_unzipped_mb * 1e6) as u64,
             max_zip_ratio: c.max_zip_ratio,
+            max_text_bytes: (c.max_text_mb * 1e6) as usize,
             ..ExtractLimits::default()
+        },
+        // This very program, as `chatter-worker extract-document`, extracts in a child process.
+        extractor: match std::env::current_exe() {
+            Ok(exe) => Extractor::Subprocess {
+                exe,
+                memory_mb: c.extractor_memory_mb,
+            },
+            Err(e) => {
+                return Err(ConfigError::Invalid(format!(
+                    "cannot find this program to run the extractor: {e}"
+                )));
+            }
         },
         extract_timeout: Duration::from_secs_f64(c.extract_timeout_secs),
         max_chunks: c.max_chunks,

@@ -6,6 +6,8 @@ use chatter_worker::bench::{self, BenchOptions};
 use chatter_worker::cli::{BenchWhat, Cli, Command, DeadAction, JobsAction, QueuesAction};
 use chatter_worker::config::Settings;
 use chatter_worker::ingest::{self, IngestOptions};
+use chatter_worker::jobs::chunk::extract::ExtractLimits;
+use chatter_worker::jobs::chunk::extractor;
 use chatter_worker::jobs::registry::queues;
 use chatter_worker::jobs::store::DocumentStatus;
 use chatter_worker::jobs::{JobBuilder, Registry};
@@ -13,9 +15,33 @@ use chatter_worker::queue::{self, CancelResult, RedisQueue};
 use chatter_worker::{handlers, runtime};
 use clap::Parser;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = Cli::parse();
+    // The extractor child does its work before any runtime or thread exists: it runs under an
+    // address-space limit, and a runtime's thread stacks would spend it.
+    if let Command::ExtractDocument(a) = &cli.command {
+        let limits = ExtractLimits {
+            max_text_bytes: a.max_text_bytes,
+            max_unzipped_bytes: a.max_unzipped_bytes,
+            max_zip_ratio: a.max_zip_ratio,
+            max_zip_entries: a.max_zip_entries,
+        };
+        std::process::exit(extractor::child_main(&a.doc_type, &limits));
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    runtime.block_on(async_main(cli));
+}
+
+async fn async_main(cli: Cli) {
     let default_level = if matches!(cli.command, Command::Run(_)) {
         "info"
     } else {
@@ -48,7 +74,7 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
         s.database_url = Some(u.clone());
     }
     if let Some(r) = &cli.storage_root {
-        s.chunking.storage_root = r.clone();
+        s.chunking.storage_root = Some(r.clone());
     }
     Ok(s)
 }
@@ -273,10 +299,13 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(a) => {
             let store = handlers::store(&s).await?;
             let queue = queue_handle(&s, queues::CHUNKING).await?;
+            let storage_root = s.chunking.storage_root.clone().context(
+                "ingest needs the storage root the workers read from: --storage-root or CW_STORAGE_ROOT",
+            )?;
             let options = IngestOptions {
                 paths: a.paths,
                 owner: a.owner,
-                storage_root: s.chunking.storage_root.clone(),
+                storage_root,
                 wait: a.wait,
                 progress: !cli.json,
             };
@@ -303,6 +332,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         }
+        // Run in `main` before the runtime starts.
+        Command::ExtractDocument(_) => {}
         Command::Bench {
             what: BenchWhat::Chunking(a),
         } => {

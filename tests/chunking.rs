@@ -8,9 +8,9 @@ mod docs;
 
 use chatter_worker::jobs::JobContext;
 use chatter_worker::jobs::chunk::guard::Guard;
-use chatter_worker::jobs::chunk::split::Tokenizer;
+use chatter_worker::jobs::chunk::tokenizer::Tokenizer;
 use chatter_worker::jobs::kinds::documents::{EMBED_CHUNKS, EmbedChunksArgs};
-use docs::{DocKit, LIMIT, doc_kit, docx, pdf, prose};
+use docs::{DocKit, LIMIT, doc_kit, docx, pdf, pdf_self_drawing_form, prose};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -399,7 +399,10 @@ async fn a_retried_chunk_job_never_doubles_chunks_or_embedding_batches() {
     // the batches name every chunk once, in order
     let mut named = Vec::new();
     for i in 0..batches {
-        let key = format!("embed:{}:{i}", job.id);
+        // the key: job id, batch number, and a digest of the batch's chunk ids
+        let batch = &ids[i * 7..ids.len().min(i * 7 + 7)];
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(batch.join(",")));
+        let key = format!("embed:{}:{i}:{}", job.id, &digest[..16]);
         let probe = chatter_worker::jobs::kinds::documents::embed_job(&EmbedChunksArgs {
             document_id: id.clone(),
             chunk_ids: vec![ids[0].clone()],
@@ -541,5 +544,54 @@ async fn chunk_count_and_extraction_time_limits_fail_the_document() {
             .unwrap()
             .contains("extraction took longer than the limit")
     );
+    pool.stop().await;
+}
+
+#[tokio::test]
+async fn a_run_that_lost_the_document_changes_nothing() {
+    use chatter_worker::jobs::store::documents::Extracted;
+    use chatter_worker::jobs::store::{Run, StoreError};
+    let k = doc_kit().await;
+    let id = k.register("x.txt").await;
+    let old = Run {
+        job_id: ulid::Ulid::new().to_string(),
+        fence: 1,
+    };
+    let new = Run {
+        job_id: old.job_id.clone(),
+        fence: 2,
+    };
+    k.store.start_processing(&id, &old).await.unwrap().unwrap();
+    // the lease moved: a rescued run of the same job took the document over
+    k.store.start_processing(&id, &new).await.unwrap().unwrap();
+    let text = Extracted {
+        text: "t".into(),
+        document_type: "text".into(),
+        ..Default::default()
+    };
+    let stale = k.store.replace_chunks(&id, &old, &text, &[], true).await;
+    assert!(
+        matches!(stale, Err(StoreError::Superseded { fence: 2, .. })),
+        "{stale:?}"
+    );
+    let stale = k.store.fail_document(&id, &old, "late failure").await;
+    assert!(matches!(stale, Err(StoreError::Superseded { .. })));
+    k.store
+        .replace_chunks(&id, &new, &text, &[], true)
+        .await
+        .unwrap();
+    let d = k.doc(&id).await;
+    assert_eq!((d.status.as_str(), d.error), ("processed", None));
+}
+
+#[tokio::test]
+async fn file_documents_need_a_storage_root() {
+    let k = doc_kit().await;
+    let mut s = k.settings();
+    s.source.storage_root = None;
+    let pool = k.pool(s);
+    let d = k.ingest(&k.file("a.txt", b"text"), None, None).await;
+    assert_eq!(d.status, "failed");
+    assert!(d.error.unwrap().contains("no storage root is configured"));
     pool.stop().await;
 }

@@ -170,7 +170,10 @@ async fn migrate_creates_the_tables_once() {
     .fetch_all(k.store.pool())
     .await
     .unwrap();
-    assert_eq!(tables, ["_sqlx_migrations", "document_chunks", "documents"]);
+    assert_eq!(
+        tables,
+        ["_sqlx_migrations", "document_chunks", "document_runs", "documents"]
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
         .args([
             "migrate",

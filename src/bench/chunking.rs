@@ -8,7 +8,8 @@
 //! check over every chunk (size by the tokenizer's own count, offsets, order, coverage, overlap).
 use crate::cli::ChunkingBenchArgs;
 use chatter_jobs::chunk::extract::{self, DocType, ExtractLimits};
-use chatter_jobs::chunk::split::{self, Piece, SplitParams, Tokenizer};
+use chatter_jobs::chunk::split::{self, Piece, SplitParams};
+use chatter_jobs::chunk::tokenizer::Tokenizer;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

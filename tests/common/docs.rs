@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use crate::common::{Harness, PoolHandle, pool_config, setup, wait_until};
+use chatter_worker::jobs::chunk::extractor::Extractor;
 use chatter_worker::jobs::chunk::{ChunkSettings, Chunker};
 use chatter_worker::jobs::kinds::documents::{ChunkDocumentArgs, chunk_job};
 use chatter_worker::jobs::store::{NewDocument, Store};
@@ -62,9 +63,14 @@ pub async fn doc_kit() -> DocKit {
 }
 
 impl DocKit {
+    /// The production settings: extraction in a child process of the real binary.
     pub fn settings(&self) -> ChunkSettings {
         let mut s = ChunkSettings::default();
-        s.source.storage_root = self.root.clone();
+        s.source.storage_root = Some(self.root.clone());
+        s.extractor = Extractor::Subprocess {
+            exe: env!("CARGO_BIN_EXE_chatter-worker").into(),
+            memory_mb: 1024,
+        };
         s
     }
 
@@ -93,9 +99,10 @@ impl DocKit {
         name.to_string()
     }
 
+    /// A document as Chatter registers a URL: no hash yet (processing stores it when no other
+    /// document of the owner has the same content).
     pub async fn register(&self, file_path: &str) -> String {
-        let mut d = NewDocument::new("owner-1", file_path);
-        d.file_hash = Some(ulid::Ulid::new().to_string());
+        let d = NewDocument::new("owner-1", file_path);
         self.store.register_document(&d).await.unwrap().0
     }
 
@@ -270,19 +277,44 @@ pub fn pdf(lines: &[&str]) -> Vec<u8> {
         ));
     }
     content.push_str("ET");
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+    pdf_objects(&[
+        "<< /Type /Catalog /Pages 2 0 R >>".into(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),
         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
          /Resources << /Font << /F1 5 0 R >> >> >>"
-            .to_string(),
-        format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
+            .into(),
+        stream(&content, ""),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    ])
+}
+
+/// A PDF whose page draws a form that draws itself: a parser without a depth limit recurses
+/// until its stack overflows.
+pub fn pdf_self_drawing_form() -> Vec<u8> {
+    pdf_objects(&[
+        "<< /Type /Catalog /Pages 2 0 R >>".into(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R \
+         /Resources << /XObject << /Fm0 5 0 R >> >> >>"
+            .into(),
+        stream("/Fm0 Do", ""),
+        stream(
+            "/Fm0 Do",
+            "/Type /XObject /Subtype /Form /BBox [0 0 100 100] \
+             /Resources << /XObject << /Fm0 5 0 R >> >>",
         ),
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-            .to_string(),
-    ];
+    ])
+}
+
+fn stream(content: &str, dict: &str) -> String {
+    format!(
+        "<< {dict} /Length {} >>\nstream\n{content}\nendstream",
+        content.len()
+    )
+}
+
+/// Objects 1..n in order, with a correct xref table and trailer.
+fn pdf_objects(objects: &[String]) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {

@@ -32,6 +32,21 @@ impl DocType {
         }
     }
 
+    /// The type named by [`DocType::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pdf,
+            Self::Docx,
+            Self::Html,
+            Self::Markdown,
+            Self::Csv,
+            Self::Json,
+            Self::Text,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+    }
+
     pub fn mime(self) -> &'static str {
         match self {
             Self::Pdf => "application/pdf",
@@ -54,6 +69,8 @@ pub struct ExtractLimits {
     pub max_zip_ratio: u64,
     /// Entries a DOCX may hold (default 10,000).
     pub max_zip_entries: usize,
+    /// Bytes of extracted text (default 100 MB): a wide CSV or a PDF can grow past its file.
+    pub max_text_bytes: usize,
 }
 
 impl Default for ExtractLimits {
@@ -62,6 +79,7 @@ impl Default for ExtractLimits {
             max_unzipped_bytes: 200_000_000,
             max_zip_ratio: 100,
             max_zip_entries: 10_000,
+            max_text_bytes: 100_000_000,
         }
     }
 }
@@ -80,6 +98,8 @@ pub enum ExtractError {
     ZipBomb(String),
     #[error("no text found in this {0}")]
     NoText(&'static str),
+    #[error("the extracted text is over the limit of {0} bytes")]
+    TooMuchText(usize),
 }
 
 /// Detect the type from the content first, then the file name's extension.
@@ -92,7 +112,8 @@ pub fn detect(bytes: &[u8], filename: &str) -> Result<DocType, ExtractError> {
         .map(|(_, e)| e.to_ascii_lowercase())
         .unwrap_or_default();
     let head = &bytes[..bytes.len().min(1024)];
-    if head.windows(5).any(|w| w == b"%PDF-") {
+    // PDF readers accept junk before the header; a text that merely mentions one is not a PDF.
+    if bytes.starts_with(b"%PDF-") || (ext == "pdf" && head.windows(5).any(|w| w == b"%PDF-")) {
         return Ok(DocType::Pdf);
     }
     if bytes.starts_with(b"PK\x03\x04") {
@@ -103,10 +124,20 @@ pub fn detect(bytes: &[u8], filename: &str) -> Result<DocType, ExtractError> {
             "application/zip (a zip archive that is not a DOCX)".into(),
         ));
     }
-    match ext.as_str() {
+    let named = match ext.as_str() {
         "pdf" => return Err(corrupt("PDF", "the file has no %PDF header")),
         "docx" => return Err(corrupt("DOCX", "the file is not a zip archive")),
-        _ => {}
+        "md" | "markdown" | "mdown" | "mkd" => Some(DocType::Markdown),
+        "html" | "htm" | "xhtml" => Some(DocType::Html),
+        "csv" => Some(DocType::Csv),
+        "json" => Some(DocType::Json),
+        "txt" | "text" | "log" | "rst" | "asc" => Some(DocType::Text),
+        _ => None,
+    };
+    // A text file's name is trusted over infer's short signatures (`BM`, `MZ`, `ID3` open plenty
+    // of real text); decoding still refuses binary content.
+    if let Some(t) = named {
+        return Ok(t);
     }
     if let Some(t) = infer::get(bytes)
         && t.matcher_type() != infer::MatcherType::Text
@@ -116,13 +147,10 @@ pub fn detect(bytes: &[u8], filename: &str) -> Result<DocType, ExtractError> {
             t.mime_type()
         )));
     }
-    Ok(match ext.as_str() {
-        "md" | "markdown" | "mdown" | "mkd" => DocType::Markdown,
-        "html" | "htm" | "xhtml" => DocType::Html,
-        "csv" => DocType::Csv,
-        "json" => DocType::Json,
-        _ if looks_like_html(head) => DocType::Html,
-        _ => DocType::Text,
+    Ok(if looks_like_html(head) {
+        DocType::Html
+    } else {
+        DocType::Text
     })
 }
 
@@ -148,7 +176,7 @@ pub fn extract(bytes: &[u8], t: DocType, limits: &ExtractLimits) -> Result<Strin
         DocType::Docx => office::docx_text(bytes, limits)?,
         DocType::Text | DocType::Markdown => decode_text(bytes)?,
         DocType::Html => html_text(&decode_text(bytes)?),
-        DocType::Csv => csv_text(&decode_text(bytes)?)?,
+        DocType::Csv => csv_text(&decode_text(bytes)?, limits.max_text_bytes)?,
         DocType::Json => json_text(&decode_text(bytes)?)?,
     };
     let text = if text.contains('\0') {
@@ -158,6 +186,9 @@ pub fn extract(bytes: &[u8], t: DocType, limits: &ExtractLimits) -> Result<Strin
     };
     if text.trim().is_empty() {
         return Err(ExtractError::NoText(t.as_str()));
+    }
+    if text.len() > limits.max_text_bytes {
+        return Err(ExtractError::TooMuchText(limits.max_text_bytes));
     }
     Ok(text)
 }
@@ -299,7 +330,7 @@ fn tidy_lines(s: &str) -> String {
 }
 
 /// Each row as `header: value` pairs, so every chunk keeps the column names it needs.
-pub fn csv_text(s: &str) -> Result<String, ExtractError> {
+pub fn csv_text(s: &str, max_bytes: usize) -> Result<String, ExtractError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -314,6 +345,10 @@ pub fn csv_text(s: &str) -> Result<String, ExtractError> {
     out.push_str(&headers.join(", "));
     for (n, record) in reader.records().enumerate() {
         let record = record.map_err(|e| corrupt("CSV", format!("row {}: {e}", n + 2)))?;
+        // Headers repeat on every row: a wide file grows, so stop at the limit, not after it.
+        if out.len() > max_bytes {
+            return Err(ExtractError::TooMuchText(max_bytes));
+        }
         out.push('\n');
         for (i, field) in record.iter().enumerate() {
             if i > 0 {
@@ -421,7 +456,7 @@ mod tests {
     #[test]
     fn csv_and_json() {
         assert_eq!(
-            csv_text("name,age\nAda,36\nBob,\n").unwrap(),
+            csv_text("name,age\nAda,36\nBob,\n", 1000).unwrap(),
             "name, age\nname: Ada; age: 36\nname: Bob; age: "
         );
         assert_eq!(
@@ -434,11 +469,23 @@ mod tests {
     #[test]
     fn detection_trusts_content_over_names() {
         assert_eq!(detect(b"%PDF-1.4 ...", "a.txt").unwrap(), DocType::Pdf);
+        assert_eq!(
+            detect(b"# About %PDF-1.4 files", "a.md").unwrap(),
+            DocType::Markdown
+        );
+        assert_eq!(
+            detect(b"BMI,weight\n22,70\n", "bmi.csv").unwrap(),
+            DocType::Csv
+        );
+        assert!(matches!(
+            csv_text(&format!("{}\n{}", "h".repeat(100), "x\n".repeat(100)), 1000),
+            Err(ExtractError::TooMuchText(1000))
+        ));
         assert_eq!(detect(b"# hi", "a.md").unwrap(), DocType::Markdown);
         assert_eq!(detect(b"<!DOCTYPE html><p>x", "a").unwrap(), DocType::Html);
         assert_eq!(detect(b"", "a.txt"), Err(ExtractError::Empty));
         assert!(matches!(
-            detect(b"\x89PNG\r\n\x1a\n0000000000000", "a.txt"),
+            detect(b"\x89PNG\r\n\x1a\n0000000000000", "a.png"),
             Err(ExtractError::Unsupported(_))
         ));
         assert!(matches!(

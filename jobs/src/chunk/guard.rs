@@ -38,17 +38,32 @@ fn forbidden(ip: IpAddr) -> Option<&'static str> {
             }
         }
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            // IPv4 inside IPv6: mapped (::ffff:a.b.c.d), compatible (::a.b.c.d), NAT64
+            // (64:ff9b::a.b.c.d) and 6to4 (2002:AABB:CCDD::) reach the IPv4 address they carry.
+            let v4 = |hi: u16, lo: u16| {
+                std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return forbidden(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
             if v6.is_loopback() {
-                Some("loopback")
-            } else if v6.is_unspecified() {
-                Some("unspecified")
-            } else if (first & 0xffc0) == 0xfe80 {
+                return Some("loopback");
+            }
+            if v6.is_unspecified() {
+                return Some("unspecified");
+            }
+            if seg[..6] == [0; 6] || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0; 4]) {
+                return forbidden(IpAddr::V4(v4(seg[6], seg[7])));
+            }
+            if seg[0] == 0x2002 {
+                return forbidden(IpAddr::V4(v4(seg[1], seg[2])));
+            }
+            if (seg[0] & 0xffc0) == 0xfe80 {
                 Some("link-local")
-            } else if (first & 0xfe00) == 0xfc00 {
+            } else if (seg[0] & 0xffc0) == 0xfec0 {
+                Some("site-local")
+            } else if (seg[0] & 0xfe00) == 0xfc00 {
                 Some("private (unique local)")
             } else if v6.is_multicast() {
                 Some("multicast or reserved")

@@ -5,12 +5,15 @@
 //!
 //! Chunk ids are derived from the job id and the chunk index, so a retried or rescued run of the
 //! same job writes the same ids and enqueues the same batches under the same idempotency keys:
-//! nothing is doubled, whichever attempt's writes land last.
+//! nothing is doubled. Every write is fenced by the run (job id and claim) that last started on
+//! the document, so a run that lost its lease or was superseded by a newer job changes nothing.
 pub mod extract;
+pub mod extractor;
 pub mod guard;
 pub mod office;
 pub mod source;
 pub mod split;
+pub mod tokenizer;
 
 use crate::kinds::documents::{
     CHUNK_DOCUMENT, ChunkDocumentArgs, EmbedChunksArgs, check_chunk, embed_job,
@@ -18,22 +21,26 @@ use crate::kinds::documents::{
 use crate::outbox::Outbox;
 use crate::registry::{Registry, queues};
 use crate::store::documents::Extracted;
-use crate::store::{Document, NewChunk, Store, StoreError};
+use crate::store::{Document, NewChunk, Run, Store, StoreError};
 use crate::{ErrorExt, Job, JobContext, JobError};
 use extract::{DocType, ExtractLimits};
+use extractor::Extractor;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use source::SourceConfig;
-use split::{SplitParams, Tokenizer};
+use split::SplitParams;
 use std::sync::Arc;
 use std::time::Duration;
+use tokenizer::Tokenizer;
 
 /// Settings of the chunking handler (`[chunking]` in the worker's configuration).
 #[derive(Debug, Clone)]
 pub struct ChunkSettings {
     pub source: SourceConfig,
     pub limits: ExtractLimits,
-    /// Time one extraction (and split) may take; past it the document fails.
+    /// Where extraction runs (a child process in production).
+    pub extractor: Extractor,
+    /// Time one extraction may take; past it the document fails (and its child is killed).
     pub extract_timeout: Duration,
     /// Chunks one document may have (default 10,000).
     pub max_chunks: usize,
@@ -52,6 +59,7 @@ impl Default for ChunkSettings {
         Self {
             source: SourceConfig::default(),
             limits: ExtractLimits::default(),
+            extractor: Extractor::InProcess,
             extract_timeout: Duration::from_secs(120),
             max_chunks: 10_000,
             embed_batch: 100,
@@ -101,7 +109,11 @@ impl Chunker {
 
     pub async fn run(&self, job: Job, ctx: JobContext) -> Result<Value, JobError> {
         let args: ChunkDocumentArgs = job.kwargs_as().fatal()?;
-        let doc = match self.store.start_processing(&args.document_id).await {
+        let run = Run {
+            job_id: job.id.clone(),
+            fence: ctx.fence as i64,
+        };
+        let doc = match self.store.start_processing(&args.document_id, &run).await {
             Ok(Some(doc)) => doc,
             Ok(None) => {
                 return Ok(json!({"document_id": args.document_id, "skipped": "archived"}));
@@ -111,28 +123,37 @@ impl Chunker {
         };
         self.event("document.processing_started", &doc, &job, json!({}))
             .await;
-        let result = self.process(&doc, &args, &job, &ctx).await;
+        let result = self.process(&doc, &run, &args, &job, &ctx).await;
         let last_attempt = ctx.attempt >= job.max_attempts();
+        // A cancelled run leaves the document to the run that follows (a retry, a rescue
+        // elsewhere, the next job): its status says `processing` until then.
         let failure = match &result {
             Err(JobError::Fatal(m)) => Some(m.clone()),
             Err(JobError::Retry(m)) if last_attempt => Some(format!("{m} (attempts spent)")),
-            Err(JobError::Cancelled) => Some("processing was cancelled".into()),
             _ => None,
         };
         if let Some(message) = failure {
             let message = format!("{}: {message}", doc.filename);
-            // Losing this write leaves the document `processing`; the job's own record still
-            // says why, so a retry is not owed here.
-            if let Err(e) = self.store.fail_document(&doc.id, &message).await {
-                tracing::warn!(document = %doc.id, error = %e, "could not mark the document failed");
+            match self.store.fail_document(&doc.id, &run, &message).await {
+                Ok(()) => {
+                    self.event(
+                        "document.processing_failed",
+                        &doc,
+                        &job,
+                        json!({"status": "failed", "error": message}),
+                    )
+                    .await
+                }
+                // Another run owns the document now: its outcome stands.
+                Err(e @ StoreError::Superseded { .. }) => {
+                    tracing::info!(document = %doc.id, "{e}: this run's failure is not recorded");
+                }
+                // Losing this write leaves the document `processing`; the job's own record
+                // still says why, so a retry is not owed here.
+                Err(e) => {
+                    tracing::warn!(document = %doc.id, error = %e, "could not mark the document failed")
+                }
             }
-            self.event(
-                "document.processing_failed",
-                &doc,
-                &job,
-                json!({"status": "failed", "error": message}),
-            )
-            .await;
             if let Err(JobError::Fatal(_)) = result {
                 return Err(JobError::Fatal(message));
             }
@@ -143,6 +164,7 @@ impl Chunker {
     async fn process(
         &self,
         doc: &Document,
+        run: &Run,
         args: &ChunkDocumentArgs,
         job: &Job,
         ctx: &JobContext,
@@ -154,6 +176,20 @@ impl Chunker {
             _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
         };
         self.step(ctx, doc, job, 20, "extracting text").await;
+        let (loaded, t, file_hash) = ctx
+            .blocking(move || {
+                let t = extract::detect(&loaded.bytes, &loaded.name);
+                let hash = hex::encode(Sha256::digest(&loaded.bytes));
+                (loaded, t, hash)
+            })
+            .await?;
+        let t = t.fatal()?;
+        let file_size = loaded.bytes.len() as i64;
+        let text = s
+            .extractor
+            .extract(loaded.bytes, t, &s.limits, s.extract_timeout, &ctx.cancel)
+            .await?;
+        self.step(ctx, doc, job, 50, "splitting").await;
         let max_tokens = args
             .max_tokens
             .unwrap_or((doc.chunk_size.max(4) / 4) as usize)
@@ -163,27 +199,44 @@ impl Chunker {
             overlap_tokens: args
                 .overlap_tokens
                 .unwrap_or((doc.chunk_overlap.max(0) / 4) as usize),
-            markdown: false,
+            markdown: t == DocType::Markdown,
             max_chunks: s.max_chunks,
         };
-        let (limits, tokenizer, job_id) = (s.limits.clone(), s.tokenizer.clone(), job.id.clone());
-        let work =
-            ctx.blocking(move || extract_and_split(loaded, &limits, &tokenizer, params, &job_id));
-        let (extracted, chunks) = tokio::select! {
-            r = tokio::time::timeout(s.extract_timeout, work) => match r {
-                Ok(r) => r??,
-                Err(_) => return Err(JobError::Fatal(format!(
-                    "extraction took longer than the limit of {} s",
-                    s.extract_timeout.as_secs_f64()
-                ))),
-            },
+        let (tokenizer, job_id) = (s.tokenizer.clone(), job.id.clone());
+        let split = ctx.blocking(move || {
+            // A panic here is a bug met on this input, and would meet it again: final.
+            let chunks =
+                std::panic::catch_unwind(|| split_chunks(&text, &tokenizer, params, &job_id))
+                    .unwrap_or_else(|_| {
+                        Err(JobError::Fatal("the splitter failed on this text".into()))
+                    });
+            (text, chunks)
+        });
+        let (text, chunks) = tokio::select! {
+            r = split => r?,
             _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
         };
+        let chunks = chunks?;
+        let extracted = Extracted {
+            file_size,
+            file_hash,
+            document_type: t.as_str().into(),
+            mime_type: t.mime().into(),
+            text,
+        };
         self.step(ctx, doc, job, 70, "storing chunks").await;
-        self.store
-            .replace_chunks(&doc.id, &extracted, &chunks, !s.embed)
+        match self
+            .store
+            .replace_chunks(&doc.id, run, &extracted, &chunks, !s.embed)
             .await
-            .retryable()?;
+        {
+            Ok(()) => {}
+            // Another run owns the document now: this one ends without writing.
+            Err(e @ StoreError::Superseded { .. }) => {
+                return Ok(json!({"document_id": doc.id, "superseded": e.to_string()}));
+            }
+            Err(e) => return Err(JobError::Retry(e.to_string())),
+        }
         let batches = if s.embed {
             self.step(ctx, doc, job, 90, "enqueueing embedding").await;
             self.fan_out(doc, job, &chunks).await?
@@ -223,9 +276,11 @@ impl Chunker {
                     document_id: doc.id.clone(),
                     chunk_ids: batch.iter().map(|c| c.id.clone()).collect(),
                 };
-                let mut b = embed_job(&args)
-                    .priority(job.priority)
-                    .idempotency_key(format!("embed:{}:{i}", job.id));
+                // The key names the batch's ids too: if a retry finds other chunks (the file
+                // changed between attempts), its batches are new jobs, not the old ones.
+                let ids = Sha256::digest(args.chunk_ids.join(",").as_bytes());
+                let key = format!("embed:{}:{i}:{}", job.id, &hex::encode(ids)[..16]);
+                let mut b = embed_job(&args).priority(job.priority).idempotency_key(key);
                 if let Some(owner) = &job.created_by_user_id {
                     b = b.owner(owner.clone());
                 }
@@ -265,19 +320,15 @@ impl Chunker {
     }
 }
 
-/// Detect, extract and split (CPU work, run on the blocking pool).
-fn extract_and_split(
-    loaded: source::Loaded,
-    limits: &ExtractLimits,
+/// Split the text and give each chunk its id, hash and count (CPU work, on the blocking pool).
+fn split_chunks(
+    text: &str,
     tokenizer: &Tokenizer,
-    mut params: SplitParams,
+    params: SplitParams,
     job_id: &str,
-) -> Result<(Extracted, Vec<NewChunk>), JobError> {
-    let t = extract::detect(&loaded.bytes, &loaded.name).fatal()?;
-    let text = extract::extract(&loaded.bytes, t, limits).fatal()?;
-    params.markdown = t == DocType::Markdown;
-    let pieces = split::split(&text, tokenizer, params).fatal()?;
-    let chunks = pieces
+) -> Result<Vec<NewChunk>, JobError> {
+    let pieces = split::split(text, tokenizer, params).fatal()?;
+    Ok(pieces
         .iter()
         .enumerate()
         .map(|(i, p)| NewChunk {
@@ -289,15 +340,7 @@ fn extract_and_split(
             start_char: p.start_char as i32,
             end_char: p.end_char as i32,
         })
-        .collect();
-    let extracted = Extracted {
-        file_size: loaded.bytes.len() as i64,
-        file_hash: hex::encode(Sha256::digest(&loaded.bytes)),
-        document_type: t.as_str().into(),
-        mime_type: t.mime().into(),
-        text,
-    };
-    Ok((extracted, chunks))
+        .collect())
 }
 
 /// A ULID fixed by (job id, chunk index): the job's timestamp, and 80 bits of their hash.

@@ -6,13 +6,15 @@ use crate::JobError;
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use url::Url;
 
 /// Limits and places for loading documents.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
-    /// Files must live under this folder (relative `file_path`s are taken from it).
-    pub storage_root: PathBuf,
+    /// Files must live under this folder (relative `file_path`s are taken from it); without one,
+    /// only URL documents can be read (the worker's own folder is never a default).
+    pub storage_root: Option<PathBuf>,
     /// Largest document accepted, in bytes (Chatter's upload limit: 50 MB).
     pub max_file_bytes: u64,
     /// Time limit of one URL fetch, redirects included.
@@ -25,7 +27,7 @@ pub struct SourceConfig {
 impl Default for SourceConfig {
     fn default() -> Self {
         Self {
-            storage_root: PathBuf::from("."),
+            storage_root: None,
             max_file_bytes: 50_000_000,
             fetch_timeout: Duration::from_secs(60),
             max_redirects: 5,
@@ -90,19 +92,31 @@ pub async fn load(
     {
         return fetch(cfg, client, url).await;
     }
-    let path = resolve_under_root(&cfg.storage_root, Path::new(file_path))?;
+    let Some(root) = &cfg.storage_root else {
+        return Err(fatal(format!(
+            "{file_path} is a file path, and no storage root is configured \
+             (CW_STORAGE_ROOT or [chunking] storage_root)"
+        )));
+    };
+    let path = resolve_under_root(root, Path::new(file_path))?;
     let meta = tokio::fs::metadata(&path)
         .await
-        .map_err(|e| fatal(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| io_error(&path, e))?;
     if !meta.is_file() {
         return Err(fatal(format!("{} is not a regular file", path.display())));
     }
     if meta.len() > cfg.max_file_bytes {
         return Err(too_large(meta.len(), cfg.max_file_bytes));
     }
-    let bytes = tokio::fs::read(&path)
+    // Read through the limit: the file may have grown since its size was taken.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    tokio::fs::File::open(&path)
         .await
-        .map_err(|e| JobError::Retry(format!("reading {}: {e}", path.display())))?;
+        .map_err(|e| io_error(&path, e))?
+        .take(cfg.max_file_bytes + 1)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| io_error(&path, e))?;
     if bytes.len() as u64 > cfg.max_file_bytes {
         return Err(too_large(bytes.len() as u64, cfg.max_file_bytes));
     }
@@ -115,10 +129,20 @@ pub async fn load(
     })
 }
 
+/// A missing file is final; any other I/O trouble (an unmounted share, no file handles left)
+/// may pass, so it is retried.
+fn io_error(path: &Path, e: std::io::Error) -> JobError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        fatal(format!("file {} not found", path.display()))
+    } else {
+        JobError::Retry(format!("cannot read {}: {e}", path.display()))
+    }
+}
+
 /// The real path of `path` (relative ones from `root`) when it lies under `root`.
 pub fn resolve_under_root(root: &Path, path: &Path) -> Result<PathBuf, JobError> {
     let root = root.canonicalize().map_err(|e| {
-        fatal(format!(
+        JobError::Retry(format!(
             "storage root {} is not usable: {e}",
             root.display()
         ))
@@ -128,9 +152,7 @@ pub fn resolve_under_root(root: &Path, path: &Path) -> Result<PathBuf, JobError>
     } else {
         root.join(path)
     };
-    let real = joined
-        .canonicalize()
-        .map_err(|e| fatal(format!("file {} not found: {e}", path.display())))?;
+    let real = joined.canonicalize().map_err(|e| io_error(path, e))?;
     if !real.starts_with(&root) {
         return Err(fatal(format!(
             "path {} is outside the storage root {}",

@@ -1,282 +1,29 @@
 //! Token-aware splitting: chunk size and overlap counted in the tokenizer of the document's
-//! target embedding model (cl100k for OpenAI models, the model's `tokenizer.json` for local
-//! ones), markdown-aware for markdown, with character offsets into the extracted text.
+//! target embedding model, markdown-aware for markdown, with character offsets into the text.
 //!
-//! One pass: the text is cut into *units* that tokenize independently (cl100k's pre-tokenizer
-//! pieces, or a local tokenizer's words), each with its token count and the strength of the
-//! break before it (heading > paragraph > line > sentence > word > none). A chunk takes units
-//! while they fit and ends at the furthest break of the strongest level it reached, as a
-//! recursive splitter would, without re-tokenizing text for every candidate. The units at a
-//! trimmed edge are counted again on their own, so `token_count` is the tokenizer's own count of
-//! the chunk. (text-splitter gives the same cuts but re-tokenizes spans while it searches: 1.4
-//! MB/s here with tiktoken-rs, 4.4 MB/s with bpe-openai, against 40+ MB/s for this pass.)
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+//! One pass: the text is cut into units (see `tokenizer`), each with the strength of the break
+//! before it (heading > paragraph > line > sentence > word > none), found in one walk over the
+//! whitespace runs. A chunk takes units while they fit and ends at the furthest break of the
+//! strongest level it reached, as a recursive splitter would, without re-tokenizing text for
+//! every candidate; the next chunk starts within the last `overlap` tokens. Edges cut by
+//! trimming are counted again on their own, so `token_count` is the tokenizer's own count.
+//! (text-splitter makes the same cuts but re-tokenizes spans while it searches: 1.4 MB/s here
+//! with tiktoken-rs, 4.4 MB/s with bpe-openai, against ~30 MB/s a core for this pass.)
+use super::tokenizer::{Tokenizer, Unit};
 
-/// Counts tokens the way the embedding model will.
-#[derive(Clone)]
-pub enum Tokenizer {
-    /// OpenAI's cl100k_base (text-embedding-3-*, ada-002), by bpe-openai.
-    Cl100k(&'static bpe_openai::Tokenizer),
-    /// A Hugging Face `tokenizer.json` (local models), without truncation or padding; special
-    /// tokens are not counted.
-    HuggingFace(Arc<tokenizers::Tokenizer>),
-}
-
-impl std::fmt::Debug for Tokenizer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Cl100k(_) => "Tokenizer(cl100k_base)",
-            Self::HuggingFace(_) => "Tokenizer(tokenizer.json)",
-        })
-    }
-}
+/// Smallest chunk size: every character fits (4 bytes are at most 4 byte-level tokens).
+pub const MIN_TOKENS: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SplitError {
-    #[error("cannot load tokenizer {path}: {message}")]
-    Tokenizer { path: String, message: String },
     #[error("chunk overlap {overlap} tokens must be smaller than the chunk size {max} tokens")]
     Overlap { max: usize, overlap: usize },
-    #[error("chunk size must be at least 1 token")]
-    ZeroSize,
+    #[error("chunk size {max} tokens is below the minimum of {MIN_TOKENS}")]
+    TooSmall { max: usize },
     #[error("the text splits into more than the limit of {limit} chunks")]
     TooManyChunks { limit: usize },
-}
-
-impl Tokenizer {
-    pub fn cl100k() -> Self {
-        Self::Cl100k(bpe_openai::cl100k_base())
-    }
-
-    /// A local model's `tokenizer.json`, with truncation and padding turned off so counts are real.
-    pub fn from_file(path: &Path) -> Result<Self, SplitError> {
-        let err = |message: String| SplitError::Tokenizer {
-            path: path.display().to_string(),
-            message,
-        };
-        let mut t = tokenizers::Tokenizer::from_file(path).map_err(|e| err(e.to_string()))?;
-        t.with_truncation(None).map_err(|e| err(e.to_string()))?;
-        t.with_padding(None);
-        Ok(Self::HuggingFace(Arc::new(t)))
-    }
-
-    /// The token count of `text` on its own.
-    pub fn count(&self, text: &str) -> usize {
-        match self {
-            Self::Cl100k(bpe) => bpe.count(text),
-            Self::HuggingFace(t) => match t.encode_fast(text, false) {
-                Ok(e) => e.len(),
-                // A tokenizer without byte fallback that cannot encode some text: count bytes,
-                // an over-estimate that keeps chunks within the model's limit.
-                Err(_) => text.len(),
-            },
-        }
-    }
-
-    /// Cut `text` into units that tokenize independently, covering it without gaps.
-    fn units(&self, text: &str, max_tokens: usize, out: &mut Vec<Unit>) {
-        match self {
-            Self::Cl100k(bpe) => {
-                let mut counts: HashMap<&str, u32, foldhash::fast::RandomState> =
-                    HashMap::default();
-                let mut at = 0;
-                for piece in bpe.split(text) {
-                    let tokens = *counts
-                        .entry(piece)
-                        .or_insert_with(|| bpe.bpe.count(piece.as_bytes()) as u32);
-                    self.push_unit(text, at, at + piece.len(), tokens, max_tokens, out);
-                    at += piece.len();
-                }
-            }
-            Self::HuggingFace(t) => {
-                // Encode a paragraph-aligned segment at a time: whole-text encodings with
-                // offsets cost ~100 bytes per token.
-                let mut seg_start = 0;
-                while seg_start < text.len() {
-                    let seg_end = segment_end(text, seg_start, 64 * 1024);
-                    let seg = &text[seg_start..seg_end];
-                    let enc = t.encode(seg, false).ok();
-                    let mut unit_start = seg_start;
-                    if let Some(enc) = enc {
-                        let (ids, offsets) = (enc.get_word_ids(), enc.get_offsets());
-                        let mut i = 0;
-                        while i < offsets.len() {
-                            let mut j = i + 1;
-                            while j < offsets.len() && ids[j].is_some() && ids[j] == ids[i] {
-                                j += 1;
-                            }
-                            let end = (seg_start + offsets[j - 1].1).clamp(unit_start, seg_end);
-                            if end > unit_start && text.is_char_boundary(end) {
-                                let n = (j - i) as u32;
-                                self.push_unit(text, unit_start, end, n, max_tokens, out);
-                                unit_start = end;
-                            }
-                            i = j;
-                        }
-                    }
-                    if seg_end > unit_start {
-                        let n = self.count(&text[unit_start..seg_end]) as u32;
-                        self.push_unit(text, unit_start, seg_end, n, max_tokens, out);
-                    }
-                    seg_start = seg_end;
-                }
-            }
-        }
-    }
-
-    /// Push a unit, cutting one larger than a whole chunk at character boundaries.
-    fn push_unit(
-        &self,
-        text: &str,
-        start: usize,
-        end: usize,
-        tokens: u32,
-        max: usize,
-        out: &mut Vec<Unit>,
-    ) {
-        if (tokens as usize) <= max {
-            out.push(Unit::new(text, start, end, tokens));
-            return;
-        }
-        let mut at = start;
-        while at < end {
-            // No token is longer than 64 bytes here, so a window of 64 bytes a token holds every
-            // prefix that can fit; search it for the longest prefix within `max` (at least one
-            // character).
-            let mut window = end.min(at + max * 64);
-            while !text.is_char_boundary(window) {
-                window += 1;
-            }
-            let bounds: Vec<usize> = text[at..window]
-                .char_indices()
-                .skip(1)
-                .map(|(i, _)| at + i)
-                .chain(std::iter::once(window))
-                .collect();
-            let (mut lo, mut hi) = (0, bounds.len() - 1);
-            while lo < hi {
-                let mid = (lo + hi).div_ceil(2);
-                if self.count(&text[at..bounds[mid]]) <= max {
-                    lo = mid;
-                } else {
-                    hi = mid - 1;
-                }
-            }
-            let cut = bounds[lo];
-            out.push(Unit::new(text, at, cut, self.count(&text[at..cut]) as u32));
-            at = cut;
-        }
-    }
-}
-
-impl Tokenizer {
-    /// Tokens of the chunk's head `text[start..]` up to the first unit boundary where tokenizing
-    /// on its own falls back in step with the units (trimming can merge or split the first
-    /// pre-tokenizer pieces), and the index of the first unit after it: from there the units'
-    /// own counts hold. `None` when the whole `text[start..end]` was counted.
-    fn lead(&self, text: &str, start: usize, end: usize, units: &[Unit]) -> (usize, Option<usize>) {
-        match self {
-            Self::Cl100k(bpe) => {
-                let (mut n, mut pos, mut j) = (0, start, 0);
-                for piece in bpe.split(&text[start..end]) {
-                    n += bpe.bpe.count(piece.as_bytes());
-                    pos += piece.len();
-                    while j < units.len() && units[j].end < pos {
-                        j += 1;
-                    }
-                    if j < units.len() && units[j].end == pos {
-                        return (n, Some(j + 1));
-                    }
-                }
-                (n, None)
-            }
-            // Word-level tokenizers ignore the whitespace trimming removes.
-            Self::HuggingFace(_) => {
-                let first = &units[0];
-                let n = if first.start == start {
-                    first.tokens as usize
-                } else {
-                    self.count(&text[start..first.end])
-                };
-                (n, Some(1))
-            }
-        }
-    }
-}
-
-/// The end of a segment of about `target` bytes from `start`, at a blank line when there is one.
-fn segment_end(text: &str, start: usize, target: usize) -> usize {
-    if text.len() - start <= target {
-        return text.len();
-    }
-    let mut end = start + target;
-    while !text.is_char_boundary(end) {
-        end += 1;
-    }
-    match text[start..end].rfind("\n\n") {
-        Some(i) if i > 0 => start + i + 2,
-        _ => match text[start..end].rfind(char::is_whitespace) {
-            Some(i) if i > 0 => start + i + 1,
-            _ => end,
-        },
-    }
-}
-
-/// How strongly the text breaks before a unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Break {
-    None,
-    Word,
-    Sentence,
-    Line,
-    Paragraph,
-    Heading,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Unit {
-    start: usize,
-    end: usize,
-    tokens: u32,
-    blank: bool,
-}
-
-impl Unit {
-    fn new(text: &str, start: usize, end: usize, tokens: u32) -> Self {
-        Self {
-            start,
-            end,
-            tokens,
-            blank: text[start..end].trim().is_empty(),
-        }
-    }
-}
-
-/// The break at byte `at`, from the whitespace around it and what follows.
-fn break_at(text: &str, at: usize, markdown: bool) -> Break {
-    let b = text.as_bytes();
-    let (mut lo, mut hi) = (at, at);
-    while lo > 0 && b[lo - 1].is_ascii_whitespace() {
-        lo -= 1;
-    }
-    while hi < b.len() && b[hi].is_ascii_whitespace() {
-        hi += 1;
-    }
-    if lo == hi {
-        return Break::None;
-    }
-    let newlines = b[lo..hi].iter().filter(|&&c| c == b'\n').count();
-    if markdown && newlines > 0 && hi < b.len() && (b[hi] == b'#' || b[hi..].starts_with(b"```")) {
-        return Break::Heading;
-    }
-    match newlines {
-        0 if lo > 0 && matches!(b[lo - 1], b'.' | b'!' | b'?' | b'"' | b')') => Break::Sentence,
-        0 => Break::Word,
-        1 => Break::Line,
-        _ => Break::Paragraph,
-    }
+    #[error("the text is {0} bytes, more than 4 GiB")]
+    TooLarge(usize),
 }
 
 /// How to cut one document.
@@ -299,15 +46,26 @@ pub struct Piece<'a> {
     pub token_count: usize,
 }
 
+/// How strongly the text breaks before a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Break {
+    None,
+    Word,
+    Sentence,
+    Line,
+    Paragraph,
+    Heading,
+}
+
 /// Split `text` into trimmed chunks of at most `max_tokens` tokens, consecutive chunks sharing up
-/// to `overlap_tokens` tokens.
+/// to `overlap_tokens` tokens; every chunk brings text the previous one did not have.
 pub fn split<'a>(
     text: &'a str,
     tokenizer: &Tokenizer,
     p: SplitParams,
 ) -> Result<Vec<Piece<'a>>, SplitError> {
-    if p.max_tokens == 0 {
-        return Err(SplitError::ZeroSize);
+    if p.max_tokens < MIN_TOKENS {
+        return Err(SplitError::TooSmall { max: p.max_tokens });
     }
     if p.overlap_tokens >= p.max_tokens {
         return Err(SplitError::Overlap {
@@ -315,23 +73,23 @@ pub fn split<'a>(
             overlap: p.overlap_tokens,
         });
     }
-    let mut units = Vec::with_capacity(text.len() / 4);
+    if text.len() > u32::MAX as usize {
+        return Err(SplitError::TooLarge(text.len()));
+    }
+    let mut units = Vec::with_capacity(text.len() / 5);
     tokenizer.units(text, p.max_tokens, &mut units);
-    let breaks: Vec<Break> = units
-        .iter()
-        .map(|u| break_at(text, u.start, p.markdown))
-        .collect();
+    let breaks = breaks(text, &units, p.markdown);
+    let Some(last_text) = units.iter().rposition(|u| !u.blank) else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     let mut chars = CharCursor::default();
     let mut s = 0;
-    // Where the previous chunk ended: a chunk must reach past it, or overlap would repeat it.
+    // Where the previous chunk ended: the next one must bring a unit with text from there on.
     let mut prev_cut = 0;
-    while s < units.len() {
-        while s < units.len() && units[s].blank {
+    loop {
+        while units[s].blank {
             s += 1;
-        }
-        if s == units.len() {
-            break;
         }
         // Take units while they fit.
         let (mut e, mut sum) = (s, 0usize);
@@ -339,22 +97,22 @@ pub fn split<'a>(
             sum += units[e].tokens as usize;
             e += 1;
         }
-        if e <= prev_cut && s < prev_cut {
-            // The overlap leaves no room for the next unit: start fresh after the last chunk.
+        let Some(first_new) = (s.max(prev_cut)..e).find(|&k| !units[k].blank) else {
+            // The overlap leaves no room for new text: start after the previous chunk.
             s = prev_cut;
             continue;
-        }
-        // End at the furthest break of the strongest level within reach, past the last chunk.
+        };
+        // End at the furthest break of the strongest level within reach, past the new text.
+        let from = first_new + 1;
         let mut cut = e;
         if e < units.len() {
-            let from = (s + 1).max(prev_cut + 1);
             let best = (from..=e).map(|k| breaks[k]).max().unwrap_or(Break::None);
             cut = (from..=e).rev().find(|&k| breaks[k] == best).unwrap_or(e);
         }
-        // Trimming re-tokenizes the edges; in the rare case that costs tokens, give back units.
         let (piece, end) = loop {
             let (piece, end) = measure(text, tokenizer, &units[s..cut], &mut chars);
-            if piece.token_count <= p.max_tokens || cut <= (s + 1).max(prev_cut + 1) {
+            // A trimmed edge (or a non-additive tokenizer) can count more than the units did.
+            if piece.token_count <= p.max_tokens || cut <= from {
                 break (piece, end);
             }
             cut -= 1;
@@ -365,49 +123,61 @@ pub fn split<'a>(
             });
         }
         out.push(piece);
-        if cut == units.len() {
-            break;
+        if cut > last_text {
+            return Ok(out);
         }
         prev_cut = cut;
-        let mut next =
-            overlap_start(&units[s..cut], &breaks[s..cut], p.overlap_tokens).map_or(cut, |k| s + k);
-        // The repeated text counted on its own may differ from its units' sum at the edges:
-        // keep it within the budget by the tokenizer's own count.
-        while next < cut {
-            let from = units[next].start
-                + (text[units[next].start..].len() - text[units[next].start..].trim_start().len());
-            if from >= end || tokenizer.count(&text[from..end]) <= p.overlap_tokens {
-                break;
-            }
-            next += 1;
-        }
-        s = next;
+        s = overlap_start(
+            text,
+            tokenizer,
+            &units[s..cut],
+            &breaks[s..cut],
+            end,
+            p.overlap_tokens,
+        )
+        .map_or(cut, |k| s + k);
     }
-    Ok(out)
 }
 
-/// Where the next chunk starts inside `chunk` so that it repeats at most `overlap` tokens: the
-/// earliest unit (after the first) within budget, moved to a word break when one is in range.
-fn overlap_start(chunk: &[Unit], breaks: &[Break], overlap: usize) -> Option<usize> {
-    let mut sum = 0usize;
-    let mut best = None;
-    let mut best_word = None;
+/// Where the next chunk starts inside the chunk over `chunk` (ending at byte `end`) so that it
+/// repeats at most `overlap` tokens: the earliest unit after the first within budget, moved to a
+/// word break when one is in range, then checked by the tokenizer's own count of the repeat.
+fn overlap_start(
+    text: &str,
+    t: &Tokenizer,
+    chunk: &[Unit],
+    breaks: &[Break],
+    end: usize,
+    overlap: usize,
+) -> Option<usize> {
+    let (mut sum, mut any, mut word) = (0usize, None, None);
     for k in (1..chunk.len()).rev() {
         sum += chunk[k].tokens as usize;
         if sum > overlap {
             break;
         }
-        best = Some(k);
+        any = Some(k);
         if breaks[k] >= Break::Word {
-            best_word = Some(k);
+            word = Some(k);
         }
     }
-    best_word.or(best)
+    let mut k = word.or(any)?;
+    while k < chunk.len() {
+        let u = chunk[k];
+        if !u.blank {
+            let from = u.start as usize + (u.range().len() - text[u.range()].trim_start().len());
+            if from >= end || t.count(&text[from..end]) <= overlap {
+                return Some(k);
+            }
+        }
+        k += 1;
+    }
+    None
 }
 
-/// The trimmed chunk over `units`, its character offsets and its exact token count (units
-/// inside keep their counts, an edge unit cut by trimming is counted again on its own), and the
-/// byte where it ends.
+/// The trimmed chunk over `units`, its character offsets and its exact token count, and the
+/// byte where it ends. Additive tokenizers keep the counts of the units strictly inside and
+/// count again only the edges trimming cut; the others count the chunk whole.
 fn measure<'a>(
     text: &'a str,
     t: &Tokenizer,
@@ -415,24 +185,26 @@ fn measure<'a>(
     chars: &mut CharCursor,
 ) -> (Piece<'a>, usize) {
     let (first, last) = (units[0], units[units.len() - 1]);
-    let raw = &text[first.start..last.end];
-    let start = first.start + (raw.len() - raw.trim_start().len());
-    let end = first.start + raw.trim_end().len();
+    let raw = &text[first.start as usize..last.end as usize];
+    let start = first.start as usize + (raw.len() - raw.trim_start().len());
+    let end = first.start as usize + raw.trim_end().len();
     let content = &text[start..end];
     // The last unit with text in the chunk (trailing blank units are trimmed away whole).
-    let b = units.iter().rposition(|u| u.start < end).unwrap_or(0);
-    let token_count = if b == 0 {
+    let b = units
+        .iter()
+        .rposition(|u| (u.start as usize) < end)
+        .unwrap_or(0);
+    let token_count = if b == 0 || !t.additive() {
         t.count(content)
     } else {
-        let (lead, j) = t.lead(text, start, end, &units[..b]);
-        match j {
-            None => lead,
-            Some(j) => {
-                let last = &units[b];
-                let tail = if last.end == end {
+        match t.lead(text, start, end, &units[..b]) {
+            (n, None) => n,
+            (lead, Some(j)) => {
+                let last = units[b];
+                let tail = if last.end as usize == end {
                     last.tokens as usize
                 } else {
-                    t.count(&text[last.start..end])
+                    t.count(&text[last.start as usize..end])
                 };
                 lead + units[j..b].iter().map(|u| u.tokens as usize).sum::<usize>() + tail
             }
@@ -446,6 +218,109 @@ fn measure<'a>(
         token_count,
     };
     (piece, end)
+}
+
+/// The break before each unit, from the whitespace run it starts in or after (one walk over the
+/// runs, each scanned once), and CJK sentence ends, which need no whitespace.
+fn breaks(text: &str, units: &[Unit], markdown: bool) -> Vec<Break> {
+    let mut runs = Runs { text, pos: 0 };
+    let mut run = runs.next();
+    units
+        .iter()
+        .map(|u| {
+            let p = u.start as usize;
+            while let Some(r) = run
+                && r.hi < p
+            {
+                run = runs.next();
+            }
+            match run {
+                Some(r) if r.lo <= p => r.kind(text, markdown),
+                _ if text[..p].ends_with(['。', '！', '？']) => Break::Sentence,
+                _ => Break::None,
+            }
+        })
+        .collect()
+}
+
+/// A maximal run of whitespace `[lo, hi)` and the line feeds in it.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    lo: usize,
+    hi: usize,
+    newlines: usize,
+}
+
+impl Run {
+    fn kind(self, text: &str, markdown: bool) -> Break {
+        let after = &text[self.hi..];
+        if markdown && self.newlines > 0 && after.starts_with('#') {
+            return Break::Heading;
+        }
+        if markdown && self.newlines > 0 && after.starts_with("```") {
+            return Break::Paragraph;
+        }
+        match self.newlines {
+            0 if text[..self.lo].ends_with(['.', '!', '?', '"', ')', '。', '！', '？', '…']) => {
+                Break::Sentence
+            }
+            0 => Break::Word,
+            1 => Break::Line,
+            _ => Break::Paragraph,
+        }
+    }
+}
+
+struct Runs<'a> {
+    text: &'a str,
+    pos: usize,
+}
+
+impl Runs<'_> {
+    /// Is the character at byte `i` whitespace, and how long is it?
+    fn space_at(&self, i: usize) -> (bool, usize) {
+        let b = self.text.as_bytes()[i];
+        if b < 0x80 {
+            return (b.is_ascii_whitespace(), 1);
+        }
+        let c = self.text[i..].chars().next().unwrap_or(' ');
+        (c.is_whitespace(), c.len_utf8())
+    }
+}
+
+impl Iterator for Runs<'_> {
+    type Item = Run;
+    fn next(&mut self) -> Option<Run> {
+        let len = self.text.len();
+        let mut i = self.pos;
+        while i < len {
+            let (space, w) = self.space_at(i);
+            if space {
+                break;
+            }
+            i += w;
+        }
+        if i >= len {
+            self.pos = len;
+            return None;
+        }
+        let lo = i;
+        let mut newlines = 0;
+        while i < len {
+            let (space, w) = self.space_at(i);
+            if !space {
+                break;
+            }
+            newlines += usize::from(self.text.as_bytes()[i] == b'\n');
+            i += w;
+        }
+        self.pos = i;
+        Some(Run {
+            lo,
+            hi: i,
+            newlines,
+        })
+    }
 }
 
 /// Byte → character offsets for increasing byte positions, in one pass over the text.
@@ -479,6 +354,10 @@ mod tests {
         }
     }
 
+    fn contents<'a>(chunks: &[Piece<'a>]) -> Vec<&'a str> {
+        chunks.iter().map(|c| c.content).collect()
+    }
+
     #[test]
     fn chunks_fit_overlap_and_point_into_the_text() {
         let text =
@@ -497,11 +376,9 @@ mod tests {
             let s: String = chars[c.start_char..c.end_char].iter().collect();
             assert_eq!(s, c.content);
             if i > 0 {
-                assert!(
-                    c.start_char < chunks[i - 1].end_char,
-                    "chunk {i} does not overlap"
-                );
-                assert!(c.start_char > chunks[i - 1].start_char);
+                let prev = &chunks[i - 1];
+                assert!(c.start_char < prev.end_char, "chunk {i} does not overlap");
+                assert!(c.start_char > prev.start_char && c.end_char > prev.end_char);
             }
         }
         let err = split(
@@ -516,6 +393,10 @@ mod tests {
         assert!(matches!(err, SplitError::TooManyChunks { limit: 3 }));
         let err = split(&text, &t, params(64, 64)).unwrap_err();
         assert!(err.to_string().contains("overlap 64"));
+        assert!(matches!(
+            split(&text, &t, params(3, 0)),
+            Err(SplitError::TooSmall { max: 3 })
+        ));
     }
 
     #[test]
@@ -532,5 +413,50 @@ mod tests {
                 .all(|c| c.token_count <= 50 && c.token_count == t.count(c.content))
         );
         assert_eq!(chunks.iter().map(|c| c.content).collect::<String>(), giant);
+    }
+
+    #[test]
+    fn no_chunk_repeats_only_what_the_previous_one_had() {
+        let t = Tokenizer::cl100k();
+        assert_eq!(
+            contents(&split("a b c d\n", &t, params(4, 1)).unwrap()),
+            ["a b c d"]
+        );
+        let text = "one two three four\n\n".repeat(30) + &"x".repeat(3000);
+        let chunks = split(&text, &t, params(8, 3)).unwrap();
+        for w in chunks.windows(2) {
+            assert!(
+                w[1].end_char > w[0].end_char,
+                "{:?} adds nothing to {:?}",
+                w[1],
+                w[0]
+            );
+        }
+        assert!(split("", &t, params(8, 3)).unwrap().is_empty());
+        assert!(split(" \n\t\u{3000}", &t, params(8, 3)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn long_whitespace_runs_and_unicode_spaces_stay_linear() {
+        let t = Tokenizer::cl100k();
+        let text = format!("a{}b", " ".repeat(4_000_000));
+        // (a walk per unit over the run, as before, took minutes here)
+        let chunks = split(&text, &t, params(256, 32)).unwrap();
+        assert_eq!(contents(&chunks), ["a", "b"]);
+        let cjk = "東京は大きい。京都は古い。".repeat(50);
+        // (cl100k glues 。 to the next sentence's letters, so a cut after it is a unit apart)
+        for c in split(&cjk, &t, params(16, 0)).unwrap() {
+            assert!(
+                c.token_count <= 16 && c.token_count == t.count(c.content),
+                "{c:?}"
+            );
+        }
+        let nbsp = "word\u{a0}".repeat(500);
+        assert!(
+            split(&nbsp, &t, params(10, 2))
+                .unwrap()
+                .iter()
+                .all(|c| c.token_count <= 10)
+        );
     }
 }

@@ -1,8 +1,9 @@
 //! `documents` and `document_chunks`: register a document, claim it for processing, replace its
 //! chunks in one transaction, mark it failed or processed.
 //!
-//! Every write that changes a document's chunks first locks the document row, so two runs of the
-//! same document (a re-run racing a rescued retry) serialise and the last one's set stands whole.
+//! Every write that changes a document's chunks or final status locks the document row and checks
+//! that its [`Run`] still owns the document (`document_runs`): runs serialise, and a run that lost
+//! its lease or was superseded by a newer job changes nothing.
 use super::{Result, Store, StoreError};
 use serde::Serialize;
 use sqlx::Row;
@@ -105,6 +106,13 @@ pub struct NewChunk {
     pub end_char: i32,
 }
 
+/// One run of a job on a document: the job and the claim (fence) it runs under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub job_id: String,
+    pub fence: i64,
+}
+
 /// What extraction learned about the file, stored with its chunks.
 #[derive(Debug, Clone, Default)]
 pub struct Extracted {
@@ -177,23 +185,39 @@ impl Store {
         row.as_ref().map(document).transpose()
     }
 
-    /// pending/failed/processed → processing (an archived document is left alone: None).
-    pub async fn start_processing(&self, id: &str) -> Result<Option<Document>> {
+    /// pending/failed/processed → processing, and `run` takes the document over (an archived
+    /// document is left alone: None).
+    pub async fn start_processing(&self, id: &str, run: &Run) -> Result<Option<Document>> {
         let sql = format!(
             "UPDATE documents SET status = 'processing', processing_started_at = now(),
                     processing_completed_at = NULL, processing_error = NULL, updated_at = now()
              WHERE id = $1 AND status <> 'archived'
              RETURNING {DOC_COLUMNS}"
         );
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        match row {
-            Some(r) => Ok(Some(document(&r)?)),
-            None if self.document(id).await?.is_some() => Ok(None),
-            None => Err(StoreError::NoDocument(id.into())),
-        }
+        let Some(row) = row else {
+            drop(tx);
+            return match self.document(id).await? {
+                Some(_) => Ok(None),
+                None => Err(StoreError::NoDocument(id.into())),
+            };
+        };
+        sqlx::query(
+            "INSERT INTO document_runs (document_id, job_id, fence) VALUES ($1, $2, $3)
+             ON CONFLICT (document_id) DO UPDATE
+             SET job_id = EXCLUDED.job_id, fence = EXCLUDED.fence, started_at = now()",
+        )
+        .bind(id)
+        .bind(&run.job_id)
+        .bind(run.fence)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(document(&row)?))
     }
 
     /// Replace the document's chunks with `chunks` and store what extraction found, in one
@@ -202,12 +226,13 @@ impl Store {
     pub async fn replace_chunks(
         &self,
         id: &str,
+        run: &Run,
         extracted: &Extracted,
         chunks: &[NewChunk],
         processed: bool,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        lock_document(&mut tx, id).await?;
+        lock_for(&mut tx, id, run).await?;
         sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -239,7 +264,12 @@ impl Store {
         }
         sqlx::query(
             "UPDATE documents SET extracted_text = $2, document_type = $3, mime_type = $4,
-                    file_size = $5, file_hash = COALESCE(file_hash, $6), chunk_count = $7,
+                    file_size = $5, chunk_count = $7,
+                    -- (owner, file_hash) is unique: a copy of another document keeps no hash
+                    file_hash = COALESCE(file_hash, CASE WHEN EXISTS (
+                        SELECT 1 FROM documents o WHERE o.owner_id = documents.owner_id
+                                                    AND o.file_hash = $6 AND o.id <> documents.id)
+                        THEN NULL ELSE $6 END),
                     status = CASE WHEN $8 THEN 'processed' ELSE status END,
                     processing_completed_at = CASE WHEN $8 THEN now() ELSE NULL END,
                     updated_at = now()
@@ -260,9 +290,9 @@ impl Store {
     }
 
     /// The document failed finally: `failed` with the message, and no chunks left behind.
-    pub async fn fail_document(&self, id: &str, message: &str) -> Result<()> {
+    pub async fn fail_document(&self, id: &str, run: &Run, message: &str) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        lock_document(&mut tx, id).await?;
+        lock_for(&mut tx, id, run).await?;
         sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -313,13 +343,30 @@ impl Store {
     }
 }
 
-async fn lock_document(tx: &mut sqlx::PgConnection, id: &str) -> Result<()> {
+/// Lock the document row and check that `run` still owns it.
+async fn lock_for(tx: &mut sqlx::PgConnection, id: &str, run: &Run) -> Result<()> {
     let found: Option<String> =
         sqlx::query_scalar("SELECT id FROM documents WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    found
-        .map(|_| ())
-        .ok_or_else(|| StoreError::NoDocument(id.into()))
+    found.ok_or_else(|| StoreError::NoDocument(id.into()))?;
+    let owner: Option<(String, i64)> =
+        sqlx::query_as("SELECT job_id, fence FROM document_runs WHERE document_id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match owner {
+        Some((job_id, fence)) if job_id == run.job_id && fence == run.fence => Ok(()),
+        Some((job_id, fence)) => Err(StoreError::Superseded {
+            document: id.into(),
+            job_id,
+            fence,
+        }),
+        None => Err(StoreError::Superseded {
+            document: id.into(),
+            job_id: String::new(),
+            fence: 0,
+        }),
+    }
 }

@@ -5,7 +5,7 @@
 //! methods and never write SQL of their own.
 pub mod documents;
 
-pub use documents::{Document, DocumentStatus, NewChunk, NewDocument};
+pub use documents::{Document, DocumentStatus, NewChunk, NewDocument, Run};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -22,6 +22,13 @@ pub enum StoreError {
     Url { url: String, message: String },
     #[error("no document {0}")]
     NoDocument(String),
+    /// Another run took the document over (this one lost its lease, or a newer job started).
+    #[error("document {document} is now processed by job {job_id} (claim {fence})")]
+    Superseded {
+        document: String,
+        job_id: String,
+        fence: i64,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
