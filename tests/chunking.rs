@@ -257,6 +257,10 @@ async fn bad_inputs_fail_naming_the_problem_and_the_worker_goes_on() {
         ("link.txt".into(), "outside the storage root"),
         ("missing.txt".into(), "not found"),
         (
+            k.file("recursive.pdf", &pdf_self_drawing_form()),
+            "the extractor crashed on it",
+        ),
+        (
             "http://127.0.0.1:9/doc.txt".into(),
             "address 127.0.0.1 is loopback",
         ),

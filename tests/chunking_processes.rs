@@ -172,7 +172,12 @@ async fn migrate_creates_the_tables_once() {
     .unwrap();
     assert_eq!(
         tables,
-        ["_sqlx_migrations", "document_chunks", "document_runs", "documents"]
+        [
+            "_sqlx_migrations",
+            "document_chunks",
+            "document_runs",
+            "documents"
+        ]
     );
     let out = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
         .args([
