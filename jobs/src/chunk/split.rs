@@ -166,7 +166,7 @@ fn overlap_start(
         let u = chunk[k];
         if !u.blank {
             let from = u.start as usize + (u.range().len() - text[u.range()].trim_start().len());
-            if from >= end || t.count(&text[from..end]) <= overlap {
+            if from >= end || count_span(text, t, &chunk[k..], from, end) <= overlap {
                 return Some(k);
             }
         }
@@ -176,8 +176,7 @@ fn overlap_start(
 }
 
 /// The trimmed chunk over `units`, its character offsets and its exact token count, and the
-/// byte where it ends. Additive tokenizers keep the counts of the units strictly inside and
-/// count again only the edges trimming cut; the others count the chunk whole.
+/// byte where it ends.
 fn measure<'a>(
     text: &'a str,
     t: &Tokenizer,
@@ -189,27 +188,7 @@ fn measure<'a>(
     let start = first.start as usize + (raw.len() - raw.trim_start().len());
     let end = first.start as usize + raw.trim_end().len();
     let content = &text[start..end];
-    // The last unit with text in the chunk (trailing blank units are trimmed away whole).
-    let b = units
-        .iter()
-        .rposition(|u| (u.start as usize) < end)
-        .unwrap_or(0);
-    let token_count = if b == 0 || !t.additive() {
-        t.count(content)
-    } else {
-        match t.lead(text, start, end, &units[..b]) {
-            (n, None) => n,
-            (lead, Some(j)) => {
-                let last = units[b];
-                let tail = if last.end as usize == end {
-                    last.tokens as usize
-                } else {
-                    t.count(&text[last.start as usize..end])
-                };
-                lead + units[j..b].iter().map(|u| u.tokens as usize).sum::<usize>() + tail
-            }
-        }
-    };
+    let token_count = count_span(text, t, units, start, end);
     let start_char = chars.chars_to(text, start);
     let piece = Piece {
         content,
@@ -218,6 +197,32 @@ fn measure<'a>(
         token_count,
     };
     (piece, end)
+}
+
+/// The tokens of `text[start..end]`, a span over `units` trimmed at its edges. Additive
+/// tokenizers keep the counts of the units strictly inside and count again only the edges
+/// trimming cut; the others count the span whole.
+fn count_span(text: &str, t: &Tokenizer, units: &[Unit], start: usize, end: usize) -> usize {
+    // The last unit with text in the span (trailing blank units are trimmed away whole).
+    let b = units
+        .iter()
+        .rposition(|u| (u.start as usize) < end)
+        .unwrap_or(0);
+    if b == 0 || !t.additive() {
+        return t.count(&text[start..end]);
+    }
+    match t.lead(text, start, end, &units[..b]) {
+        (n, None) => n,
+        (lead, Some(j)) => {
+            let last = units[b];
+            let tail = if last.end as usize == end {
+                last.tokens as usize
+            } else {
+                t.count(&text[last.start as usize..end])
+            };
+            lead + units[j..b].iter().map(|u| u.tokens as usize).sum::<usize>() + tail
+        }
+    }
 }
 
 /// The break before each unit, from the whitespace run it starts in or after (one walk over the
