@@ -79,7 +79,6 @@ pub fn chunk_settings(s: &Settings) -> Result<ChunkSettings, ConfigError> {
         embed: c.embed,
         tokenizer,
         model_max_tokens: s.embedding.max_input_tokens.unwrap_or(model_limit),
-        embedding_model: s.embedding.model.clone(),
     })
 }
 

@@ -2,8 +2,10 @@
 //!
 //! Receives nothing at run time by itself: it defines the job envelope every producer writes
 //! (`envelope`), the closed set of outcomes a handler hands back (`outcome`), the context a handler
-//! runs with (`context`), and the registry mapping each job kind to its queue and handler
-//! (`registry`). The runtime in `chatter-worker` wires these to Redis and apalis.
+//! runs with (`context`), what a handler may send out (`outbox`), the registry mapping each job
+//! kind to its queue and handler (`registry`) and the kinds' contracts (`kinds`). With the
+//! `handlers` feature: the handlers themselves (`chunk`) and their storage (`store`). The runtime
+//! in `chatter-worker` wires these to Redis and apalis.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "handlers")]

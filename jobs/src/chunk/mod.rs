@@ -51,7 +51,6 @@ pub struct ChunkSettings {
     /// The target embedding model's tokenizer and input limit (tokens per chunk at most).
     pub tokenizer: Tokenizer,
     pub model_max_tokens: usize,
-    pub embedding_model: String,
 }
 
 impl Default for ChunkSettings {
@@ -66,7 +65,6 @@ impl Default for ChunkSettings {
             embed: false,
             tokenizer: Tokenizer::cl100k(),
             model_max_tokens: 8191,
-            embedding_model: "text-embedding-3-large".into(),
         }
     }
 }

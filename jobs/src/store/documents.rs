@@ -231,12 +231,7 @@ impl Store {
         chunks: &[NewChunk],
         processed: bool,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        lock_for(&mut tx, id, run).await?;
-        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.clear_chunks(id, run).await?;
         // One statement for the whole set: columns as arrays, unnested server-side.
         for part in chunks.chunks(2000) {
             let col = |f: fn(&NewChunk) -> i32| part.iter().map(f).collect::<Vec<i32>>();
@@ -291,12 +286,7 @@ impl Store {
 
     /// The document failed finally: `failed` with the message, and no chunks left behind.
     pub async fn fail_document(&self, id: &str, run: &Run, message: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        lock_for(&mut tx, id, run).await?;
-        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.clear_chunks(id, run).await?;
         sqlx::query(
             "UPDATE documents SET status = 'failed', processing_error = $2, chunk_count = 0,
                     processing_completed_at = NULL, updated_at = now()
@@ -340,6 +330,24 @@ impl Store {
         .bind(document_id)
         .fetch_all(&self.pool)
         .await?)
+    }
+}
+
+impl Store {
+    /// A transaction that holds the document (locked, still owned by `run`) with its chunks
+    /// deleted: the caller writes the new state and commits, or drops it and nothing changed.
+    async fn clear_chunks(
+        &self,
+        id: &str,
+        run: &Run,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        lock_for(&mut tx, id, run).await?;
+        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 }
 
