@@ -25,8 +25,6 @@ pub enum IngestError {
     Store(#[from] chatter_jobs::store::StoreError),
     #[error(transparent)]
     Queue(#[from] crate::queue::QueueError),
-    #[error("{0}")]
-    Job(String),
 }
 
 #[derive(Debug, Clone)]
@@ -248,4 +246,26 @@ async fn wait(
         }
     }
     Ok(())
+}
+
+/// Print what happened to each file (JSON or a line each); returns how many failed or were
+/// skipped.
+pub fn report(done: &[Ingested], json: bool) -> serde_json::Result<usize> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(done)?);
+    } else {
+        for d in done {
+            let status = match d.status {
+                Some(st) => st.as_str(),
+                None if d.job_id.is_empty() => "skipped",
+                None => "enqueued",
+            };
+            let error = d.error.as_deref().unwrap_or_default();
+            println!("{}  {:<10} {}  {error}", d.document_id, status, d.path);
+        }
+    }
+    Ok(done
+        .iter()
+        .filter(|d| d.status == Some(DocumentStatus::Failed) || d.job_id.is_empty())
+        .count())
 }

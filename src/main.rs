@@ -9,7 +9,6 @@ use chatter_worker::ingest::{self, IngestOptions};
 use chatter_worker::jobs::chunk::extract::ExtractLimits;
 use chatter_worker::jobs::chunk::extractor;
 use chatter_worker::jobs::registry::queues;
-use chatter_worker::jobs::store::DocumentStatus;
 use chatter_worker::jobs::{JobBuilder, Registry};
 use chatter_worker::queue::{self, CancelResult, RedisQueue};
 use chatter_worker::{handlers, runtime};
@@ -310,23 +309,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 progress: !cli.json,
             };
             let done = ingest::ingest(&options, &store, &queue).await?;
-            let failed = done
-                .iter()
-                .filter(|d| d.status == Some(DocumentStatus::Failed) || d.job_id.is_empty())
-                .count();
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&done)?);
-            } else {
-                for d in &done {
-                    let status = match d.status {
-                        Some(st) => st.as_str(),
-                        None if d.job_id.is_empty() => "skipped",
-                        None => "enqueued",
-                    };
-                    let error = d.error.as_deref().unwrap_or_default();
-                    println!("{}  {:<10} {}  {error}", d.document_id, status, d.path);
-                }
-            }
+            let failed = ingest::report(&done, cli.json)?;
             if failed > 0 {
                 eprintln!("{failed} of {} files failed or were skipped", done.len());
                 std::process::exit(2);

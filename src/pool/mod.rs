@@ -93,6 +93,11 @@ pub async fn run(
             ..PoolReport::default()
         });
     };
+    // Show as a live worker before the first fetch, not only once the heartbeat thread has
+    // connected (a failure here is retried by that thread).
+    let _ = queue
+        .heartbeat(&worker, &[], config.lease, config.lease)
+        .await;
     let (finish_tx, finish_rx) = mpsc::unbounded_channel();
     let (progress_tx, progress_rx) = mpsc::unbounded_channel();
     let (task_tx, task_rx) = mpsc::channel(config.concurrency.max(1));
