@@ -7,7 +7,7 @@ use crate::pool::PoolConfig;
 use crate::queue::QueueOptions;
 use crate::retry::RetryPolicy;
 use chatter_jobs::Registry;
-use chatter_jobs::chunk::ChunkSettings;
+use chatter_jobs::chunk::{self, extract::ExtractLimits, source::SourceConfig};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -99,21 +99,22 @@ pub struct ChunkingSettings {
 
 impl Default for ChunkingSettings {
     fn default() -> Self {
-        let c = ChunkSettings::default();
+        // The handler's own defaults (without building its tokenizer: every command loads these).
+        let (source, limits) = (SourceConfig::default(), ExtractLimits::default());
         Self {
             storage_root: None,
-            max_file_mb: c.source.max_file_bytes as f64 / 1e6,
-            max_chunks: c.max_chunks,
-            extract_timeout_secs: c.extract_timeout.as_secs_f64(),
+            max_file_mb: source.max_file_bytes as f64 / 1e6,
+            max_chunks: chunk::DEFAULT_MAX_CHUNKS,
+            extract_timeout_secs: chunk::DEFAULT_EXTRACT_TIMEOUT.as_secs_f64(),
             extractor_memory_mb: 2048,
-            max_text_mb: c.limits.max_text_bytes as f64 / 1e6,
-            fetch_timeout_secs: c.source.fetch_timeout.as_secs_f64(),
-            max_redirects: c.source.max_redirects,
+            max_text_mb: limits.max_text_bytes as f64 / 1e6,
+            fetch_timeout_secs: source.fetch_timeout.as_secs_f64(),
+            max_redirects: source.max_redirects,
             allow_networks: Vec::new(),
-            embed: c.embed,
-            embed_batch: c.embed_batch,
-            max_unzipped_mb: c.limits.max_unzipped_bytes as f64 / 1e6,
-            max_zip_ratio: c.limits.max_zip_ratio,
+            embed: false,
+            embed_batch: chunk::DEFAULT_EMBED_BATCH,
+            max_unzipped_mb: limits.max_unzipped_bytes as f64 / 1e6,
+            max_zip_ratio: limits.max_zip_ratio,
         }
     }
 }

@@ -33,6 +33,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokenizer::Tokenizer;
 
+/// Chunks one document may have, by default.
+pub const DEFAULT_MAX_CHUNKS: usize = 10_000;
+/// Chunk ids per `embed_chunks` job, by default (Chatter embeds in batches of 100).
+pub const DEFAULT_EMBED_BATCH: usize = 100;
+/// Time one extraction may take, by default.
+pub const DEFAULT_EXTRACT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Settings of the chunking handler (`[chunking]` in the worker's configuration).
 #[derive(Debug, Clone)]
 pub struct ChunkSettings {
@@ -59,9 +66,9 @@ impl Default for ChunkSettings {
             source: SourceConfig::default(),
             limits: ExtractLimits::default(),
             extractor: Extractor::InProcess,
-            extract_timeout: Duration::from_secs(120),
-            max_chunks: 10_000,
-            embed_batch: 100,
+            extract_timeout: DEFAULT_EXTRACT_TIMEOUT,
+            max_chunks: DEFAULT_MAX_CHUNKS,
+            embed_batch: DEFAULT_EMBED_BATCH,
             embed: false,
             tokenizer: Tokenizer::cl100k(),
             model_max_tokens: 8191,
