@@ -201,6 +201,16 @@ fn check(text: &str, chunks: &[Piece<'_>], t: &Tokenizer, p: &SplitParams, inv: 
     }
 }
 
+/// The last line a helper printed (its answer; what comes before is progress).
+fn last_line(out: &[u8]) -> String {
+    String::from_utf8_lossy(out)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
 fn peer(a: &ChunkingBenchArgs, corpus: &Path) -> Result<serde_json::Value, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers/langchain");
     let setup = std::process::Command::new("bash")
@@ -208,12 +218,7 @@ fn peer(a: &ChunkingBenchArgs, corpus: &Path) -> Result<serde_json::Value, Strin
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("setup.sh: {e}"))?;
-    let py = String::from_utf8_lossy(&setup.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let py = last_line(&setup.stdout);
     if !setup.status.success() || py.is_empty() {
         return Err(format!("setup.sh failed ({})", setup.status));
     }
@@ -226,11 +231,7 @@ fn peer(a: &ChunkingBenchArgs, corpus: &Path) -> Result<serde_json::Value, Strin
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("{py} split.py: {e}"))?;
-    let line = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .to_string();
+    let line = last_line(&out.stdout);
     serde_json::from_str(&line).map_err(|e| format!("split.py said {line:?}: {e}"))
 }
 
@@ -267,17 +268,14 @@ pub fn run(a: &ChunkingBenchArgs) -> Result<ChunkingReport, String> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let t = Tokenizer::cl100k();
-    let params = SplitParams {
+    let params = |d: &Doc| SplitParams {
         max_tokens: a.max_tokens,
         overlap_tokens: a.overlap,
-        markdown: false,
+        markdown: d.kind == DocType::Markdown,
         max_chunks: usize::MAX,
     };
     let split_doc = |d: &Doc| {
-        let p = SplitParams {
-            markdown: d.kind == DocType::Markdown,
-            ..params
-        };
+        let p = params(d);
         split::split(&d.text, &t, p).map(|c| c.len()).unwrap_or(0)
     };
     let extract = timed(a.rounds, threads, source_bytes, || {
@@ -293,10 +291,7 @@ pub fn run(a: &ChunkingBenchArgs) -> Result<ChunkingReport, String> {
     });
     let mut invariants = Invariants::default();
     for d in &docs {
-        let p = SplitParams {
-            markdown: d.kind == DocType::Markdown,
-            ..params
-        };
+        let p = params(d);
         let chunks = split::split(&d.text, &t, p).map_err(|e| e.to_string())?;
         check(&d.text, &chunks, &t, &p, &mut invariants);
     }

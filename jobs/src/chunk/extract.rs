@@ -228,9 +228,8 @@ pub fn decode_text(bytes: &[u8]) -> Result<String, ExtractError> {
 /// The visible text of an html page: no script, style, template or head (except its title);
 /// block elements on their own lines, whitespace collapsed.
 pub fn html_text(html: &str) -> String {
-    const SKIP: [&str; 7] = [
-        "script", "style", "noscript", "template", "head", "svg", "iframe",
-    ];
+    // (the head is not skipped whole: its title stays, see below)
+    const SKIP: [&str; 6] = ["script", "style", "noscript", "template", "svg", "iframe"];
     const BLOCK: [&str; 24] = [
         "p",
         "div",
@@ -272,7 +271,7 @@ pub fn html_text(html: &str) -> String {
                     }
                     continue;
                 }
-                if SKIP.contains(&name) && name != "head" {
+                if SKIP.contains(&name) {
                     continue;
                 }
                 if BLOCK.contains(&name) {
