@@ -400,6 +400,13 @@ note "DATABASE_URL=$DATABASE_URL"
 note "REDIS_SERVER_BIN=$REDIS_SERVER_BIN"
 note "PROMTOOL=$PROMTOOL"
 
+# The local embedding model (F32 all-MiniLM-L6-v2): fetched once into the user's cache.
+if [[ -z ${CW_TEST_MODEL_DIR:-} ]]; then
+    CW_TEST_MODEL_DIR="$("$ROOT/scripts/fetch-model.sh")" || die "could not fetch the local embedding model"
+fi
+export CW_TEST_MODEL_DIR
+note "CW_TEST_MODEL_DIR=$CW_TEST_MODEL_DIR"
+
 # ---------------------------------------------------------------------------------------------
 # 4. Lint and tests
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,9 @@ pub struct Cli {
     /// Documents' files must lie under this folder (relative file paths are taken from it).
     #[arg(long, env = "CW_STORAGE_ROOT", global = true)]
     pub storage_root: Option<PathBuf>,
+    /// A local embedding model's folder (selects the local provider unless the file says otherwise).
+    #[arg(long, env = "CW_MODEL_DIR", global = true)]
+    pub model_dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -59,6 +62,8 @@ pub enum Command {
     Migrate,
     /// Register files (folders recursed) as documents and enqueue their chunking.
     Ingest(IngestArgs),
+    /// Top-k chunks most similar to a query (cosine, through the model's HNSW index).
+    Search(SearchArgs),
     /// (Internal) extract one document from stdin to stdout: the worker's extractor process.
     #[command(hide = true)]
     ExtractDocument(ExtractDocumentArgs),
@@ -119,6 +124,19 @@ pub struct IngestArgs {
     /// Follow the documents to their final status, up to this long (e.g. 10m); exit 2 if any failed.
     #[arg(long, num_args = 0..=1, default_missing_value = "1h", value_parser = humantime::parse_duration)]
     pub wait: Option<Duration>,
+}
+
+#[derive(Args)]
+pub struct SearchArgs {
+    pub query: String,
+    #[arg(long, short, default_value_t = 10)]
+    pub k: usize,
+    /// Only this owner's documents.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Only these documents (repeat the flag).
+    #[arg(long = "document")]
+    pub documents: Vec<String>,
 }
 
 #[derive(Args)]
@@ -220,6 +238,33 @@ pub enum BenchWhat {
     /// Extract + split real text (/usr/share/doc, the Rust docs): MB/s and chunks/s, with
     /// langchain-text-splitters' RecursiveCharacterTextSplitter on the same text.
     Chunking(ChunkingBenchArgs),
+    /// The local model's chunks/s with sentence-transformers on the same chunks, then end-to-end
+    /// ingestion into pgvector by a worker process (documents/s, chunks/s, peak RSS).
+    Embedding(EmbeddingBenchArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EmbeddingBenchArgs {
+    /// Chunks embedded per round.
+    #[arg(long, default_value_t = 512)]
+    pub chunks: usize,
+    /// Chunk size in the model's tokens (its limit is 254 without [CLS] and [SEP]).
+    #[arg(long, default_value_t = 254)]
+    pub max_tokens: usize,
+    /// Inputs per forward pass (both systems).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// MB of documents' text ingested end to end (needs DATABASE_URL; 0 skips it).
+    #[arg(long, default_value_t = 1.0)]
+    pub ingest_mb: f64,
+    /// Where chunks and documents are written (default: a temporary folder).
+    #[arg(long)]
+    pub corpus_dir: Option<PathBuf>,
+    /// Skip sentence-transformers.
+    #[arg(long)]
+    pub no_peer: bool,
 }
 
 #[derive(Args, Clone, Debug)]

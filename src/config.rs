@@ -88,8 +88,9 @@ pub struct ChunkingSettings {
     pub max_redirects: usize,
     /// Networks (CIDR) the URL guard lets through although they are loopback / private / link-local.
     pub allow_networks: Vec<String>,
-    /// Enqueue `embed_chunks` batches after chunking; when false a chunked document is `processed`.
-    pub embed: bool,
+    /// Enqueue `embed_chunks` batches after chunking; when false a chunked document is
+    /// `processed`. Default: when `[embedding]` has a provider.
+    pub embed: Option<bool>,
     /// Chunk ids per `embed_chunks` job.
     pub embed_batch: usize,
     /// What a DOCX may unpack to, in MB, and the largest unpacked/packed ratio of an entry.
@@ -111,7 +112,7 @@ impl Default for ChunkingSettings {
             fetch_timeout_secs: source.fetch_timeout.as_secs_f64(),
             max_redirects: source.max_redirects,
             allow_networks: Vec::new(),
-            embed: false,
+            embed: None,
             embed_batch: chunk::DEFAULT_EMBED_BATCH,
             max_unzipped_mb: limits.max_unzipped_bytes as f64 / 1e6,
             max_zip_ratio: limits.max_zip_ratio,
@@ -119,24 +120,97 @@ impl Default for ChunkingSettings {
     }
 }
 
-/// `[embedding]`: the target embedding model (chunks are sized in its tokenizer).
+/// `[embedding]`: the embedding provider and model (chunks are sized in its tokenizer).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EmbeddingSettings {
-    /// The model's name; OpenAI models are sized in cl100k.
-    pub model: String,
-    /// A local model's folder: its `tokenizer.json` sizes the chunks.
+    /// `openai` (any OpenAI-compatible API), `local` (a model folder run in process) or `none`.
+    /// Default: `local` when `model_dir` is set, `openai` when `api_key` or `base_url` is, else
+    /// `none` (documents are `processed` once chunked).
+    pub provider: Option<String>,
+    /// The model's name. Default: `text-embedding-3-large` (openai), `all-MiniLM-L6-v2` (local).
+    pub model: Option<String>,
+    /// A local model's folder (`config.json`, `model.safetensors`, `tokenizer.json`).
     pub model_dir: Option<PathBuf>,
     /// Tokens one input may have; default 8191 for OpenAI models, the local model's own limit.
     pub max_input_tokens: Option<usize>,
+    /// Vector size; default the model's own (OpenAI v3 models shorten to this on request).
+    pub dimensions: Option<usize>,
+    pub base_url: Option<String>,
+    /// Also `CW_EMBEDDING_API_KEY` or `OPENAI_API_KEY`.
+    pub api_key: Option<String>,
+    pub max_inputs_per_request: usize,
+    pub max_tokens_per_request: usize,
+    pub request_timeout_secs: f64,
+    /// The provider account's limits, shared by every process through Redis.
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    /// The limits' window (60 s: "per minute"); tests shorten it.
+    pub rate_window_secs: f64,
+    /// Retries of one provider request in place, before the job itself is retried.
+    pub max_retries: usize,
+    /// The longest `Retry-After` waited in place; longer ones snooze the job.
+    pub max_retry_after_secs: f64,
+    /// Inputs per forward pass of a local model.
+    pub local_batch: usize,
+    /// HNSW candidates per search (recall against speed).
+    pub ef_search: usize,
 }
 
 impl Default for EmbeddingSettings {
     fn default() -> Self {
+        let e = chatter_jobs::embed::EmbedSettings::default();
         Self {
-            model: "text-embedding-3-large".into(),
+            provider: None,
+            model: None,
             model_dir: None,
             max_input_tokens: None,
+            dimensions: None,
+            base_url: None,
+            api_key: None,
+            max_inputs_per_request: 2048,
+            max_tokens_per_request: 300_000,
+            request_timeout_secs: 60.0,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            rate_window_secs: 60.0,
+            max_retries: e.max_retries,
+            max_retry_after_secs: e.max_retry_after.as_secs_f64(),
+            local_batch: chatter_jobs::embed::local::DEFAULT_BATCH,
+            ef_search: e.ef_search,
+        }
+    }
+}
+
+/// Which provider `[embedding]` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    OpenAi,
+    Local,
+    None,
+}
+
+impl EmbeddingSettings {
+    pub fn kind(&self) -> Result<ProviderKind, ConfigError> {
+        match self.provider.as_deref() {
+            Some("openai") => Ok(ProviderKind::OpenAi),
+            Some("local") => Ok(ProviderKind::Local),
+            Some("none") => Ok(ProviderKind::None),
+            Some(other) => Err(ConfigError::Invalid(format!(
+                "[embedding] provider = {other:?}: expected openai, local or none"
+            ))),
+            None if self.model_dir.is_some() => Ok(ProviderKind::Local),
+            None if self.api_key.is_some() || self.base_url.is_some() => Ok(ProviderKind::OpenAi),
+            None => Ok(ProviderKind::None),
+        }
+    }
+
+    /// The model's name in its vector space.
+    pub fn model_name(&self) -> String {
+        match (&self.model, self.kind()) {
+            (Some(m), _) => m.clone(),
+            (None, Ok(ProviderKind::Local)) => "all-MiniLM-L6-v2".into(),
+            (None, _) => "text-embedding-3-large".into(),
         }
     }
 }
@@ -289,6 +363,36 @@ impl Settings {
             }
         }
         self.allow_networks()?;
+        let e = &self.embedding;
+        let kind = e.kind()?;
+        if kind == ProviderKind::Local && e.model_dir.is_none() {
+            return Err(ConfigError::Invalid(
+                "[embedding] provider = \"local\" needs model_dir (or CW_MODEL_DIR)".into(),
+            ));
+        }
+        for (field, v) in [
+            ("request_timeout_secs", e.request_timeout_secs),
+            ("rate_window_secs", e.rate_window_secs),
+            ("max_retry_after_secs", e.max_retry_after_secs),
+        ] {
+            positive(&format!("[embedding] {field}"), v, 0.001)?;
+            secs(&format!("[embedding] {field}"), v)?;
+        }
+        for (field, v) in [
+            ("max_inputs_per_request", e.max_inputs_per_request as u64),
+            ("max_tokens_per_request", e.max_tokens_per_request as u64),
+            ("local_batch", e.local_batch as u64),
+            ("ef_search", e.ef_search as u64),
+            ("dimensions", e.dimensions.unwrap_or(1) as u64),
+            ("requests_per_minute", e.requests_per_minute.unwrap_or(1)),
+            ("tokens_per_minute", e.tokens_per_minute.unwrap_or(1)),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "[embedding] {field} must be at least 1"
+                )));
+            }
+        }
         positive("idempotency_ttl_secs", self.idempotency_ttl_secs, 0.001)?;
         if self.lease_secs < 0.03 {
             return Err(ConfigError::Invalid(format!(

@@ -1,8 +1,9 @@
 //! The job handlers this process can run, built from the settings: with a database, the
-//! document kinds (`chunk_document`) get their handlers; without one they stay contracts only
-//! and their queues are not worked here.
-use crate::config::{ConfigError, Settings};
+//! document kinds get their handlers (`chunk_document`; `embed_chunks` when `[embedding]` has a
+//! provider); without one they stay contracts only and their queues are not worked here.
+use crate::config::{ConfigError, ProviderKind, Settings};
 use crate::outbox::RedisOutbox;
+use crate::ratelimit::{Limits, RedisLimiter};
 use chatter_jobs::Registry;
 use chatter_jobs::chunk::extract::ExtractLimits;
 use chatter_jobs::chunk::extractor::Extractor;
@@ -10,6 +11,11 @@ use chatter_jobs::chunk::guard::Guard;
 use chatter_jobs::chunk::source::SourceConfig;
 use chatter_jobs::chunk::tokenizer::Tokenizer;
 use chatter_jobs::chunk::{ChunkSettings, Chunker};
+use chatter_jobs::embed::limiter::RateLimiter;
+use chatter_jobs::embed::local::Local;
+use chatter_jobs::embed::openai::{OpenAi, OpenAiConfig};
+use chatter_jobs::embed::provider::{Provider, RequestLimits};
+use chatter_jobs::embed::{EmbedSettings, Embedder};
 use chatter_jobs::store::{Store, StoreError};
 use redis::aio::ConnectionManager;
 use std::path::Path;
@@ -39,7 +45,13 @@ pub async fn store(s: &Settings) -> Result<Store, HandlerError> {
 /// The `chunk_document` settings from `[chunking]` and `[embedding]`.
 pub fn chunk_settings(s: &Settings) -> Result<ChunkSettings, ConfigError> {
     let c = &s.chunking;
-    let (tokenizer, model_limit) = match &s.embedding.model_dir {
+    let kind = s.embedding.kind()?;
+    let local_dir = s
+        .embedding
+        .model_dir
+        .as_ref()
+        .filter(|_| kind == ProviderKind::Local);
+    let (tokenizer, model_limit) = match local_dir {
         Some(dir) => {
             let t = Tokenizer::from_file(&dir.join("tokenizer.json"))
                 .map_err(|e| ConfigError::Invalid(format!("[embedding] model_dir: {e}")))?;
@@ -76,7 +88,7 @@ pub fn chunk_settings(s: &Settings) -> Result<ChunkSettings, ConfigError> {
         extract_timeout: Duration::from_secs_f64(c.extract_timeout_secs),
         max_chunks: c.max_chunks,
         embed_batch: c.embed_batch,
-        embed: c.embed,
+        embed: c.embed.unwrap_or(kind != ProviderKind::None),
         tokenizer,
         model_max_tokens: s.embedding.max_input_tokens.unwrap_or(model_limit),
     })
@@ -96,6 +108,116 @@ fn local_model_limit(dir: &Path) -> usize {
         .max(1)
 }
 
+/// The model's own vector size, for the OpenAI models whose size is known.
+fn known_dimensions(model: &str) -> Option<usize> {
+    match model {
+        "text-embedding-3-large" => Some(3072),
+        "text-embedding-3-small" | "text-embedding-ada-002" => Some(1536),
+        _ => None,
+    }
+}
+
+/// The configured embedding provider; None for `provider = none`.
+pub fn provider(s: &Settings) -> Result<Option<Arc<dyn Provider>>, HandlerError> {
+    let e = &s.embedding;
+    let invalid =
+        |m: String| HandlerError::Config(ConfigError::Invalid(format!("[embedding] {m}")));
+    let model = e.model_name();
+    match e.kind()? {
+        ProviderKind::None => Ok(None),
+        ProviderKind::Local => {
+            let dir = e
+                .model_dir
+                .as_ref()
+                .ok_or_else(|| invalid("provider = \"local\" needs model_dir".into()))?;
+            let local =
+                Local::load(dir, &model, e.local_batch).map_err(|err| invalid(err.to_string()))?;
+            Ok(Some(Arc::new(local)))
+        }
+        ProviderKind::OpenAi => {
+            let dimensions = e
+                .dimensions
+                .or_else(|| known_dimensions(&model))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "dimensions: the size of model {model:?} is not known; set it"
+                    ))
+                })?;
+            let api_key = e
+                .api_key
+                .clone()
+                .or_else(|| std::env::var("CW_EMBEDDING_API_KEY").ok())
+                .or_else(|| std::env::var("OPENAI_API_KEY").ok())
+                .filter(|k| !k.is_empty());
+            let max_tokens = e
+                .max_tokens_per_request
+                .min(e.tokens_per_minute.map_or(usize::MAX, |t| t as usize));
+            let config = OpenAiConfig {
+                base_url: e
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| "https://api.openai.com/v1".into()),
+                api_key,
+                send_dimensions: e.dimensions.is_some() && model.starts_with("text-embedding-3"),
+                model,
+                dimensions,
+                limits: RequestLimits {
+                    max_inputs: e.max_inputs_per_request,
+                    max_tokens,
+                },
+                timeout: Duration::from_secs_f64(e.request_timeout_secs),
+            };
+            Ok(Some(Arc::new(OpenAi::new(config).map_err(invalid)?)))
+        }
+    }
+}
+
+/// The embedding handler's settings from `[embedding]`.
+pub fn embed_settings(s: &Settings) -> EmbedSettings {
+    let e = &s.embedding;
+    EmbedSettings {
+        max_retries: e.max_retries,
+        max_retry_after: Duration::from_secs_f64(e.max_retry_after_secs),
+        ef_search: e.ef_search,
+        ..EmbedSettings::default()
+    }
+}
+
+/// The provider account's shared rate limit.
+pub fn limiter(s: &Settings, conn: ConnectionManager) -> Arc<dyn RateLimiter> {
+    let e = &s.embedding;
+    Arc::new(RedisLimiter::new(
+        conn,
+        &s.prefix,
+        Limits {
+            window: Duration::from_secs_f64(e.rate_window_secs),
+            requests: e.requests_per_minute,
+            tokens: e.tokens_per_minute,
+        },
+    ))
+}
+
+/// The embedding handler (also what `search` runs with); None without a provider.
+pub async fn embedder(
+    s: &Settings,
+    store: &Store,
+    conn: ConnectionManager,
+) -> Result<Option<Arc<Embedder>>, HandlerError> {
+    let Some(provider) = provider(s)? else {
+        return Ok(None);
+    };
+    let outbox = Arc::new(RedisOutbox::new(conn.clone(), &s.prefix, s.queue_options()));
+    let e = Embedder::new(
+        provider,
+        store.clone(),
+        outbox,
+        limiter(s, conn),
+        embed_settings(s),
+    )
+    .await?;
+    Ok(Some(Arc::new(e)))
+}
+
 /// Install every handler this process has what it needs for. Returns the store when there is
 /// a database.
 pub async fn install(
@@ -107,9 +229,12 @@ pub async fn install(
         return Ok(None);
     }
     let store = store(s).await?;
-    let outbox = Arc::new(RedisOutbox::new(conn, &s.prefix, s.queue_options()));
+    let outbox = Arc::new(RedisOutbox::new(conn.clone(), &s.prefix, s.queue_options()));
     let chunker = Chunker::new(chunk_settings(s)?, store.clone(), outbox)
         .map_err(|e| ConfigError::Invalid(format!("[chunking]: {e}")))?;
     Arc::new(chunker).install(registry);
+    if let Some(embedder) = embedder(s, &store, conn).await? {
+        embedder.install(registry);
+    }
     Ok(Some(store))
 }

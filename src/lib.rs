@@ -26,6 +26,8 @@ pub mod outbox;
 pub mod pool;
 pub mod queue;
 #[cfg(feature = "worker")]
+pub mod ratelimit;
+#[cfg(feature = "worker")]
 pub mod rescuer;
 #[cfg(feature = "worker")]
 pub mod retention;

@@ -75,6 +75,9 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     if let Some(r) = &cli.storage_root {
         s.chunking.storage_root = Some(r.clone());
     }
+    if let Some(d) = &cli.model_dir {
+        s.embedding.model_dir = Some(d.clone());
+    }
     Ok(s)
 }
 
@@ -315,8 +318,53 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(2);
             }
         }
+        Command::Search(a) => {
+            let store = handlers::store(&s).await?;
+            let conn = queue::connect(&s.redis_url)
+                .await
+                .with_context(|| format!("connecting to {}", s.redis_url))?;
+            let embedder = handlers::embedder(&s, &store, conn).await?.context(
+                "search needs an embedding provider: [embedding] in the config, or --model-dir",
+            )?;
+            if a.k == 0 {
+                anyhow::bail!("--k must be at least 1");
+            }
+            let docs = (!a.documents.is_empty()).then_some(a.documents.as_slice());
+            let hits = embedder
+                .search(&a.query, a.k, a.owner.as_deref(), docs)
+                .await
+                .map_err(|e| anyhow::anyhow!("search: {e}"))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else {
+                for (i, h) in hits.iter().enumerate() {
+                    let text: String = h.content.chars().take(160).collect();
+                    println!(
+                        "{:>2}. {:.4}  {} #{}  {}",
+                        i + 1,
+                        h.score,
+                        h.document_id,
+                        h.chunk_index,
+                        text.replace('\n', " ")
+                    );
+                }
+            }
+        }
         // Run in `main` before the runtime starts.
         Command::ExtractDocument(_) => {}
+        Command::Bench {
+            what: BenchWhat::Embedding(a),
+        } => {
+            let report = bench::embedding::run(
+                &a,
+                s.embedding.model_dir.clone(),
+                &s.redis_url,
+                s.database_url.as_deref(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            print(cli.json, &report);
+        }
         Command::Bench {
             what: BenchWhat::Chunking(a),
         } => {

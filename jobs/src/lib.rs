@@ -11,6 +11,8 @@
 #[cfg(feature = "handlers")]
 pub mod chunk;
 pub mod context;
+#[cfg(feature = "handlers")]
+pub mod embed;
 pub mod envelope;
 pub mod kinds;
 pub mod outbox;

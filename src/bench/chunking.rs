@@ -58,13 +58,13 @@ pub struct ChunkingReport {
     pub ratio_all_threads: Option<f64>,
 }
 
-struct Doc {
-    raw: Vec<u8>,
-    kind: DocType,
-    text: String,
+pub(crate) struct Doc {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) kind: DocType,
+    pub(crate) text: String,
 }
 
-fn default_sources() -> Vec<PathBuf> {
+pub(crate) fn default_sources() -> Vec<PathBuf> {
     let mut v = vec![PathBuf::from("/usr/share/doc")];
     if let Ok(home) = std::env::var("RUSTUP_HOME")
         .or_else(|_| std::env::var("HOME").map(|h| format!("{h}/.rustup")))
@@ -78,7 +78,7 @@ fn default_sources() -> Vec<PathBuf> {
 }
 
 /// Files under `sources` (in path order) whose text extracts, until `want` text bytes.
-fn gather(sources: &[PathBuf], want: usize, limits: &ExtractLimits) -> Vec<Doc> {
+pub(crate) fn gather(sources: &[PathBuf], want: usize, limits: &ExtractLimits) -> Vec<Doc> {
     let mut docs = Vec::new();
     let mut total = 0;
     let mut stack: Vec<PathBuf> = sources.iter().rev().cloned().collect();
@@ -202,7 +202,7 @@ fn check(text: &str, chunks: &[Piece<'_>], t: &Tokenizer, p: &SplitParams, inv: 
 }
 
 /// The last line a helper printed (its answer; what comes before is progress).
-fn last_line(out: &[u8]) -> String {
+pub(crate) fn last_line(out: &[u8]) -> String {
     String::from_utf8_lossy(out)
         .lines()
         .last()

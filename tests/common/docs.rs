@@ -46,7 +46,7 @@ pub async fn doc_kit() -> DocKit {
         .await
         .unwrap();
     let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema},public");
     let store = Store::connect(&url, 5).await.unwrap();
     store.migrate().await.unwrap();
     let root = std::env::temp_dir().join(format!("cw-docs-{schema}"));

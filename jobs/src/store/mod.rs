@@ -4,6 +4,10 @@
 //! This is the narrow seam the embedded SQLite default will slot in behind: handlers call these
 //! methods and never write SQL of their own.
 pub mod documents;
+pub mod vectors;
+
+/// The driver, for callers that run their own statements (benchmarks, tests).
+pub use sqlx;
 
 pub use documents::{Document, DocumentStatus, NewChunk, NewDocument, Run};
 
@@ -22,6 +26,9 @@ pub enum StoreError {
     Url { url: String, message: String },
     #[error("no document {0}")]
     NoDocument(String),
+    /// A vector space's tables exist for another model.
+    #[error("vector space: {0}")]
+    Space(String),
     /// Another run took the document over (this one lost its lease, or a newer job started).
     #[error("document {document} is now processed by job {job_id} (claim {fence})")]
     Superseded {

@@ -1,0 +1,360 @@
+//! `bench embedding`: the local model's chunks/s next to sentence-transformers on the same
+//! ~256-token chunks of real text (and how closely their vectors agree), then end-to-end
+//! ingestion of real documents into pgvector by a worker process: documents/s, chunks/s and the
+//! worker's peak RSS.
+use super::chunking::{Doc, default_sources, gather, last_line};
+use crate::cli::EmbeddingBenchArgs;
+use crate::ingest::{self, IngestOptions};
+use crate::queue::{self, QueueOptions, RedisQueue};
+use chatter_jobs::chunk::extract::{DocType, ExtractLimits};
+use chatter_jobs::chunk::split::{self, SplitParams};
+use chatter_jobs::chunk::tokenizer::Tokenizer;
+use chatter_jobs::embed::local::Local;
+use chatter_jobs::registry::queues;
+use chatter_jobs::store::{Store, sqlx};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Serialize)]
+pub struct ModelResult {
+    pub system: String,
+    pub chunks: usize,
+    pub mean_tokens: f64,
+    pub batch: usize,
+    pub rounds_s: Vec<f64>,
+    pub chunks_per_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ingestion {
+    pub documents: usize,
+    pub chunks: i64,
+    pub text_bytes: usize,
+    pub seconds: f64,
+    pub documents_per_s: f64,
+    pub chunks_per_s: f64,
+    /// The worker process's peak resident set (VmHWM), MB.
+    pub worker_peak_rss_mb: f64,
+    pub failed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbeddingReport {
+    pub model_dir: String,
+    pub ours: ModelResult,
+    pub peer: Option<serde_json::Value>,
+    pub peer_error: Option<String>,
+    /// Ours over sentence-transformers, chunks/s in the same run.
+    pub ratio: Option<f64>,
+    /// Cosine of our vector and the peer's, per chunk: the lowest and the mean.
+    pub agreement_min: Option<f64>,
+    pub agreement_mean: Option<f64>,
+    pub ingestion: Option<Ingestion>,
+    pub ingestion_error: Option<String>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// Chunks of about `max_tokens` model tokens (the fullest first) from real text.
+fn chunks(docs: &[Doc], dir: &Path, want: usize, max_tokens: usize) -> Result<Vec<String>, String> {
+    let t = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for d in docs {
+        let p = SplitParams {
+            max_tokens,
+            overlap_tokens: 0,
+            markdown: d.kind == DocType::Markdown,
+            max_chunks: usize::MAX,
+        };
+        let Ok(pieces) = split::split(&d.text, &t, p) else {
+            continue;
+        };
+        out.extend(
+            pieces
+                .iter()
+                .filter(|c| c.token_count * 10 >= max_tokens * 8)
+                .map(|c| c.content.to_string()),
+        );
+        if out.len() >= want {
+            out.truncate(want);
+            return Ok(out);
+        }
+    }
+    Err(format!(
+        "only {} full chunks found; {want} wanted",
+        out.len()
+    ))
+}
+
+fn peer(
+    a: &EmbeddingBenchArgs,
+    dir: &Path,
+    jsonl: &Path,
+    vectors: &Path,
+) -> Result<serde_json::Value, String> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers/sentence-transformers");
+    let setup = std::process::Command::new("bash")
+        .arg(here.join("setup.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("setup.sh: {e}"))?;
+    let py = last_line(&setup.stdout);
+    if !setup.status.success() || py.is_empty() {
+        return Err(format!("setup.sh failed ({})", setup.status));
+    }
+    let out = std::process::Command::new(&py)
+        .arg(here.join("embed.py"))
+        .args(["--model", &dir.to_string_lossy()])
+        .args(["--chunks", &jsonl.to_string_lossy()])
+        .args(["--batch", &a.batch.to_string()])
+        .args(["--rounds", &a.rounds.to_string()])
+        .args(["--out", &vectors.to_string_lossy()])
+        .arg("--json")
+        .env("HF_HUB_OFFLINE", "1")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{py} embed.py: {e}"))?;
+    let line = last_line(&out.stdout);
+    serde_json::from_str(&line).map_err(|e| format!("embed.py said {line:?}: {e}"))
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// The default model folder (`scripts/fetch-model.sh` puts it there).
+pub fn default_model_dir() -> PathBuf {
+    let cache = std::env::var("CW_MODEL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let base = std::env::var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| {
+                    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+                });
+            base.join("chatter-worker/models")
+        });
+    cache.join("all-MiniLM-L6-v2")
+}
+
+pub async fn run(
+    a: &EmbeddingBenchArgs,
+    model_dir: Option<PathBuf>,
+    redis_url: &str,
+    database_url: Option<&str>,
+) -> Result<EmbeddingReport, String> {
+    let dir = model_dir.unwrap_or_else(default_model_dir);
+    let work = match &a.corpus_dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("cw-embedding-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let limits = ExtractLimits::default();
+    let want_bytes = ((a.ingest_mb.max(0.0) * 1e6) as usize).max(a.chunks * 2000);
+    let docs = gather(&default_sources(), want_bytes, &limits);
+    let texts = chunks(&docs, &dir, a.chunks, a.max_tokens)?;
+    let jsonl = work.join("chunks.jsonl");
+    let body: String = texts
+        .iter()
+        .map(|t| serde_json::json!({ "text": t }).to_string() + "\n")
+        .collect();
+    std::fs::write(&jsonl, body).map_err(|e| e.to_string())?;
+
+    // Ours.
+    let model = Local::load(&dir, "all-MiniLM-L6-v2", a.batch).map_err(|e| e.to_string())?;
+    let counter = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| e.to_string())?;
+    let mean_tokens =
+        texts.iter().map(|t| counter.count(t) as f64).sum::<f64>() / texts.len().max(1) as f64;
+    let (texts2, a2) = (texts.clone(), a.clone());
+    let (ours, our_vectors) = tokio::task::spawn_blocking(move || {
+        model.embed_blocking(&texts2[..a2.batch.min(texts2.len())])?;
+        let mut rounds = Vec::new();
+        let mut last = Vec::new();
+        for _ in 0..a2.rounds.max(1) {
+            let t = Instant::now();
+            last = model.embed_blocking(&texts2)?;
+            rounds.push(t.elapsed().as_secs_f64());
+        }
+        let m = median(&rounds);
+        Ok::<_, String>((
+            ModelResult {
+                system: "chatter-worker local (candle 0.11, F32)".into(),
+                chunks: texts2.len(),
+                mean_tokens,
+                batch: a2.batch,
+                chunks_per_s: texts2.len() as f64 / m,
+                rounds_s: rounds,
+            },
+            last,
+        ))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+
+    // The peer, on the same chunks.
+    let peer_vectors = work.join("peer-vectors.json");
+    let (peer, peer_error) = if a.no_peer {
+        (None, None)
+    } else {
+        match peer(a, &dir, &jsonl, &peer_vectors) {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(e)),
+        }
+    };
+    let ratio = peer
+        .as_ref()
+        .and_then(|p| p.get("chunks_per_s")?.as_f64())
+        .map(|p| ours.chunks_per_s / p);
+    let (mut agreement_min, mut agreement_mean) = (None, None);
+    if peer.is_some()
+        && let Ok(text) = std::fs::read_to_string(&peer_vectors)
+        && let Ok(theirs) = serde_json::from_str::<Vec<Vec<f32>>>(&text)
+        && theirs.len() == our_vectors.len()
+    {
+        let c: Vec<f64> = our_vectors
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| cosine(a, b))
+            .collect();
+        agreement_min = c.iter().copied().reduce(f64::min);
+        agreement_mean = Some(c.iter().sum::<f64>() / c.len().max(1) as f64);
+    }
+
+    // End to end, through a worker process.
+    let (ingestion, ingestion_error) = match (a.ingest_mb > 0.0, database_url) {
+        (false, _) => (None, None),
+        (true, None) => (
+            None,
+            Some("no DATABASE_URL: end-to-end ingestion skipped".into()),
+        ),
+        (true, Some(url)) => match ingest_corpus(a, &docs, &dir, &work, redis_url, url).await {
+            Ok(i) => (Some(i), None),
+            Err(e) => (None, Some(e)),
+        },
+    };
+    Ok(EmbeddingReport {
+        model_dir: dir.display().to_string(),
+        ours,
+        peer,
+        peer_error,
+        ratio,
+        agreement_min,
+        agreement_mean,
+        ingestion,
+        ingestion_error,
+    })
+}
+
+/// Peak resident set of a process, MB.
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn ingest_corpus(
+    a: &EmbeddingBenchArgs,
+    docs: &[Doc],
+    model_dir: &Path,
+    work: &Path,
+    redis_url: &str,
+    database_url: &str,
+) -> Result<Ingestion, String> {
+    // A fresh schema and key prefix: the run neither sees nor touches anything else.
+    let tag = format!("cwbench{}", std::process::id());
+    let admin = Store::connect(database_url, 2)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE SCHEMA IF NOT EXISTS {tag}"
+    )))
+    .execute(admin.pool())
+    .await
+    .map_err(|e| e.to_string())?;
+    let sep = if database_url.contains('?') { '&' } else { '?' };
+    let url = format!("{database_url}{sep}options=-csearch_path%3D{tag},public");
+    let root = work.join("documents");
+    std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+    let (mut text_bytes, mut n) = (0, 0);
+    for d in docs {
+        if text_bytes as f64 >= a.ingest_mb * 1e6 {
+            break;
+        }
+        std::fs::write(root.join(format!("{n:06}.txt")), &d.text).map_err(|e| e.to_string())?;
+        text_bytes += d.text.len();
+        n += 1;
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["run", "--migrate", "--http-addr", "127.0.0.1:0"])
+        .env("REDIS_URL", redis_url)
+        .env("CW_PREFIX", &tag)
+        .env("DATABASE_URL", &url)
+        .env("CW_STORAGE_ROOT", &root)
+        .env("CW_MODEL_DIR", model_dir)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let pid = child.id().unwrap_or(0);
+    let store = Store::connect(&url, 4).await.map_err(|e| e.to_string())?;
+    // Wait for the worker's migrations.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sqlx::query("SELECT 1 FROM embedding_spaces LIMIT 1")
+        .fetch_optional(store.pool())
+        .await
+        .is_err()
+    {
+        if Instant::now() > deadline {
+            return Err("the worker did not start".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let conn = queue::connect(redis_url).await.map_err(|e| e.to_string())?;
+    let q = RedisQueue::new(conn, &tag, queues::CHUNKING, QueueOptions::default());
+    let options = IngestOptions {
+        paths: vec![root.clone()],
+        owner: "bench".into(),
+        storage_root: root.clone(),
+        wait: Some(Duration::from_secs(3600)),
+        progress: false,
+    };
+    let started = Instant::now();
+    let done = ingest::ingest(&options, &store, &q)
+        .await
+        .map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let rss = peak_rss_mb(pid).unwrap_or(0.0);
+    let _ = child.kill().await;
+    let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM document_chunks")
+        .fetch_one(store.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    let failed = done
+        .iter()
+        .filter(|d| d.status.map(|s| s.as_str()) != Some("processed"))
+        .count();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {tag} CASCADE")))
+        .execute(admin.pool())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Ingestion {
+        documents: done.len(),
+        chunks,
+        text_bytes,
+        seconds,
+        documents_per_s: done.len() as f64 / seconds,
+        chunks_per_s: chunks as f64 / seconds,
+        worker_peak_rss_mb: rss,
+        failed,
+    })
+}
