@@ -13,6 +13,7 @@ use chatter_jobs::store::{DocumentStatus, NewDocument, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -208,7 +209,9 @@ async fn enqueue(
     Ok(())
 }
 
-/// Poll the jobs until each has ended (or `limit` passes), then read the documents' statuses.
+/// Poll until every document is final (processed after its last embedding batch, or failed),
+/// its chunking job ended without making it so (dead or cancelled), or `limit` passes; then
+/// record the documents' statuses.
 async fn wait(
     o: &IngestOptions,
     store: &Store,
@@ -218,16 +221,28 @@ async fn wait(
 ) -> Result<(), IngestError> {
     let processing = bar(out.len() as u64, o.progress, "process");
     let started = Instant::now();
-    let mut pending: Vec<&str> = out.iter().map(|i| i.job_id.as_str()).collect();
+    let job_of: HashMap<String, String> = out
+        .iter()
+        .map(|i| (i.document_id.clone(), i.job_id.clone()))
+        .collect();
+    let mut pending: Vec<String> = out
+        .iter()
+        .filter(|i| !i.job_id.is_empty())
+        .map(|i| i.document_id.clone())
+        .collect();
     while !pending.is_empty() && started.elapsed() < limit {
         let mut still = Vec::with_capacity(pending.len());
-        for id in pending {
-            if id.is_empty() {
+        for (id, status, _) in store.statuses(&pending).await? {
+            if status.is_final() {
                 continue;
             }
-            let status = queue.field(id, "status").await?;
-            // A record already trimmed by retention has ended too.
-            if matches!(status.as_deref(), Some("pending" | "running" | "retrying")) {
+            let job = queue.field(&job_of[&id], "status").await?;
+            // A job that ended badly leaves the document as it is; a record already trimmed by
+            // retention has ended too.
+            if matches!(
+                job.as_deref(),
+                Some("pending" | "running" | "retrying" | "completed")
+            ) {
                 still.push(id);
             }
         }

@@ -176,7 +176,8 @@ async fn migrate_creates_the_tables_once() {
             "_sqlx_migrations",
             "document_chunks",
             "document_runs",
-            "documents"
+            "documents",
+            "embedding_spaces"
         ]
     );
     let out = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
