@@ -21,6 +21,9 @@ struct Model {
     /// Counts tokens without truncation or padding.
     counter: Tokenizer,
     batch: usize,
+    /// One single-threaded pool per core: each runs whole forward passes, so every operation
+    /// (not only candle's matrix products) uses every core, and none waits on another's barrier.
+    lanes: Vec<rayon::ThreadPool>,
 }
 
 pub struct Local {
@@ -88,6 +91,15 @@ impl Local {
                 tokenizer,
                 counter,
                 batch: batch.max(1),
+                lanes: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
+                    .map(|i| {
+                        rayon::ThreadPoolBuilder::new()
+                            .num_threads(1)
+                            .thread_name(move |_| format!("embed-lane-{i}"))
+                            .build()
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| err(format!("threads: {e}")))?,
             }),
             dir: dir.to_path_buf(),
             gate: Semaphore::new(1),
@@ -118,11 +130,42 @@ impl Model {
         // Longest first in batches of similar length: little padding, as sentence-transformers.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let groups: Vec<&[usize]> = order.chunks(self.batch).collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Result<Vec<(usize, Vec<f32>)>, String>> = std::thread::scope(|s| {
+            let lanes: Vec<_> = self
+                .lanes
+                .iter()
+                .take(groups.len().max(1))
+                .map(|lane| {
+                    let (groups, next) = (&groups, &next);
+                    s.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(group) = groups.get(g) else {
+                                return Ok(done);
+                            };
+                            let batch: Vec<&str> =
+                                group.iter().map(|&i| texts[i].as_str()).collect();
+                            let vectors =
+                                lane.install(|| self.forward(batch).map_err(|e| e.to_string()))?;
+                            done.extend(group.iter().copied().zip(vectors));
+                        }
+                    })
+                })
+                .collect();
+            lanes
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err("an embedding lane panicked".into()))
+                })
+                .collect()
+        });
         let mut out = vec![Vec::new(); texts.len()];
-        for group in order.chunks(self.batch) {
-            let batch: Vec<&str> = group.iter().map(|&i| texts[i].as_str()).collect();
-            let vectors = self.forward(batch).map_err(|e| e.to_string())?;
-            for (&i, v) in group.iter().zip(vectors) {
+        for r in results {
+            for (i, v) in r? {
                 out[i] = v;
             }
         }
