@@ -12,6 +12,9 @@ use std::sync::Arc;
 use tokenizers::{PaddingParams, Tokenizer, TruncationParams};
 use tokio::sync::Semaphore;
 
+/// A vector and the position of its input.
+type Indexed = (usize, Vec<f32>);
+
 /// Inputs one forward pass takes, by default.
 pub const DEFAULT_BATCH: usize = 16;
 
@@ -132,7 +135,7 @@ impl Model {
         order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
         let groups: Vec<&[usize]> = order.chunks(self.batch).collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Result<Vec<(usize, Vec<f32>)>, String>> = std::thread::scope(|s| {
+        let results: Vec<Result<Vec<Indexed>, String>> = std::thread::scope(|s| {
             let lanes: Vec<_> = self
                 .lanes
                 .iter()
