@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run the worker (every queue) against REDIS_URL and DATABASE_URL, or against a throwaway Redis
 # and PostgreSQL 15 on loopback that this script installs (Debian) when missing, starts, and stops
-# on exit. The database gets its tables (`run --migrate`), so documents can be chunked at once:
-# `chatter-worker ingest FILES --wait` with the URLs and storage root the script prints.
+# on exit. The database gets its tables (`run --migrate`), so documents can be chunked and
+# embedded (the local model, fetched once by scripts/fetch-model.sh) at once:
+# `chatter-worker ingest FILES --wait`, then `chatter-worker search "..."`, with the URLs and
+# storage root the script prints.
 # Extra arguments go to `chatter-worker run` (e.g. --concurrency 32). /metrics: 127.0.0.1:9464.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,9 @@ if [[ -z "${REDIS_URL:-}" ]]; then
   echo "==> Redis on $REDIS_URL (stopped when this script exits)" >&2
 fi
 if [[ -z "${DATABASE_URL:-}" ]]; then
-  [[ -x $PG_BIN/initdb ]] || apt_install postgresql-15
+  # PostgreSQL 15 and pgvector (built from Debian source: bookworm has no binary package).
+  [[ -x $PG_BIN/initdb && -f /usr/share/postgresql/15/extension/vector.control ]] \
+    || SKIP_LINT=1 CW_INSTALL_ONLY=1 scripts/test.sh
   pgport=$(free_port)
   pgdir=$(mktemp -d /tmp/cw-run-pg.XXXXXX)
   [[ $EUID -eq 0 ]] && chown postgres "$pgdir"
@@ -44,8 +48,13 @@ if [[ -z "${DATABASE_URL:-}" ]]; then
   echo "==> PostgreSQL on $DATABASE_URL (stopped when this script exits)" >&2
 fi
 export CW_STORAGE_ROOT="${CW_STORAGE_ROOT:-$PWD}"
+# The local embedding model (all-MiniLM-L6-v2), unless a provider is configured otherwise.
+if [[ -z "${CW_MODEL_DIR:-}" && -z "${CW_CONFIG:-}" ]]; then
+  export CW_MODEL_DIR="$(scripts/fetch-model.sh)"
+fi
 echo "    try: REDIS_URL=$REDIS_URL DATABASE_URL=$DATABASE_URL CW_STORAGE_ROOT=$CW_STORAGE_ROOT \\" >&2
 echo "         target/release/chatter-worker ingest README.md docs --wait" >&2
+echo "    then: ... target/release/chatter-worker search \"how are retries scheduled\" --model-dir \$CW_MODEL_DIR" >&2
 cargo build --release --quiet
 # In the background so a signal reaches this script at once: it is passed on, the worker drains,
 # then the services stop.

@@ -19,6 +19,8 @@
 #   CW_USE_EXISTING_SERVICES=1   with REDIS_URL and DATABASE_URL already set: start nothing
 #   CW_TEST_CMD="..."            run this (via bash -c, script args as "$@") instead of cargo test
 #   CW_TEST_THREADS=N            test threads (default 4)
+#   CW_INSTALL_ONLY=1            install the packages (and pgvector), start nothing (run.sh uses it)
+#   CW_TEST_MODEL_DIR=DIR        the local embedding model (default: scripts/fetch-model.sh fetches it)
 #
 # Exported to the tests: REDIS_URL, DATABASE_URL, REDIS_SERVER_BIN, PROMTOOL, CW_TEST_SERVICES=1.
 set -euo pipefail
@@ -267,6 +269,10 @@ install_pgvector() {
 
 if [[ $USE_EXISTING -eq 0 && ! -f $PGVECTOR_CONTROL ]]; then
     install_pgvector
+fi
+if [[ ${CW_INSTALL_ONLY:-0} == 1 ]]; then
+    log "CW_INSTALL_ONLY=1: Redis, PostgreSQL $PG_VERSION and pgvector are installed"
+    exit 0
 fi
 
 # ---------------------------------------------------------------------------------------------
