@@ -254,8 +254,14 @@ pub struct EmbeddingBenchArgs {
     /// Inputs per forward pass (both systems).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Our forward passes at once, one thread each (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub lanes: usize,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// The worker's `[embedding] local_batch` in the end-to-end run.
+    #[arg(long, default_value_t = chatter_jobs::embed::local::DEFAULT_BATCH)]
+    pub ingest_batch: usize,
     /// MB of documents' text ingested end to end (needs DATABASE_URL; 0 skips it).
     #[arg(long, default_value_t = 1.0)]
     pub ingest_mb: f64,

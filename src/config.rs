@@ -153,6 +153,10 @@ pub struct EmbeddingSettings {
     pub max_retry_after_secs: f64,
     /// Inputs per forward pass of a local model.
     pub local_batch: usize,
+    /// Forward passes of a local model at once (0: one per core). Each holds a batch's
+    /// activations; one lane already uses every core for candle's operations, two gain ~7%
+    /// for ~55 MB more (docs/PERFORMANCE.md).
+    pub local_lanes: usize,
     /// HNSW candidates per search (recall against speed).
     pub ef_search: usize,
 }
@@ -177,6 +181,7 @@ impl Default for EmbeddingSettings {
             max_retries: e.max_retries,
             max_retry_after_secs: e.max_retry_after.as_secs_f64(),
             local_batch: chatter_jobs::embed::local::DEFAULT_BATCH,
+            local_lanes: 1,
             ef_search: e.ef_search,
         }
     }

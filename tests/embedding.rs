@@ -524,7 +524,7 @@ async fn the_local_model_agrees_with_sentence_transformers() {
         .iter()
         .map(|i| i["text"].as_str().unwrap().to_string())
         .collect();
-    let model = Local::load(std::path::Path::new(&dir), "all-MiniLM-L6-v2", 16).unwrap();
+    let model = Local::load(std::path::Path::new(&dir), "all-MiniLM-L6-v2", 16, 0).unwrap();
     assert_eq!(model.space().dimensions, 384);
     let ours = tokio::task::spawn_blocking(move || model.embed_blocking(&texts))
         .await

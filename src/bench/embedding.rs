@@ -169,7 +169,7 @@ pub async fn run(
     std::fs::write(&jsonl, body).map_err(|e| e.to_string())?;
 
     // Ours.
-    let model = Local::load(&dir, "all-MiniLM-L6-v2", a.batch).map_err(|e| e.to_string())?;
+    let model = Local::load(&dir, "all-MiniLM-L6-v2", a.batch, a.lanes).map_err(|e| e.to_string())?;
     let counter = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| e.to_string())?;
     let mean_tokens =
         texts.iter().map(|t| counter.count(t) as f64).sum::<f64>() / texts.len().max(1) as f64;
@@ -293,6 +293,14 @@ async fn ingest_corpus(
         text_bytes += d.text.len();
         n += 1;
     }
+    std::fs::write(
+        work.join("worker.toml"),
+        format!(
+            "[embedding]\nlocal_batch = {}\nlocal_lanes = {}\n",
+            a.ingest_batch, a.lanes
+        ),
+    )
+    .map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = tokio::process::Command::new(exe)
         .args(["run", "--migrate", "--http-addr", "127.0.0.1:0"])
@@ -301,18 +309,20 @@ async fn ingest_corpus(
         .env("DATABASE_URL", &url)
         .env("CW_STORAGE_ROOT", &root)
         .env("CW_MODEL_DIR", model_dir)
+        .env("CW_CONFIG", work.join("worker.toml"))
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| e.to_string())?;
     let pid = child.id().unwrap_or(0);
     let store = Store::connect(&url, 4).await.map_err(|e| e.to_string())?;
-    // Wait for the worker's migrations.
+    // Wait for the worker's migrations (in this run's schema).
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sqlx::query("SELECT 1 FROM embedding_spaces LIMIT 1")
-        .fetch_optional(store.pool())
+    let ready = format!("SELECT to_regclass('{tag}.embedding_spaces') IS NOT NULL");
+    while !sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(ready.clone()))
+        .fetch_one(store.pool())
         .await
-        .is_err()
+        .unwrap_or(false)
     {
         if Instant::now() > deadline {
             return Err("the worker did not start".into());

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 type Indexed = (usize, Vec<f32>);
 
 /// Inputs one forward pass takes, by default.
-pub const DEFAULT_BATCH: usize = 16;
+pub const DEFAULT_BATCH: usize = 4;
 
 struct Model {
     bert: BertModel,
@@ -46,8 +46,9 @@ pub struct LoadError {
 
 impl Local {
     /// Load the model in `dir`; `name` is the model's name in the vector space (and the
-    /// `embedding_model` written to chunks).
-    pub fn load(dir: &Path, name: &str, batch: usize) -> Result<Self, LoadError> {
+    /// `embedding_model` written to chunks). `lanes` forward passes run at once (0: one per
+    /// core), each on one thread, each holding a batch's activations.
+    pub fn load(dir: &Path, name: &str, batch: usize, lanes: usize) -> Result<Self, LoadError> {
         let err = |message: String| LoadError {
             dir: dir.display().to_string(),
             message,
@@ -64,7 +65,7 @@ impl Local {
             .map(|n| n as usize)
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);
-        let weights = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu)
+        let weights = load_weights(&dir.join("model.safetensors"))
             .map_err(|e| err(format!("model.safetensors: {e}")))?;
         let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
         let bert = BertModel::load(vb, &config).map_err(|e| err(format!("weights: {e}")))?;
@@ -94,7 +95,11 @@ impl Local {
                 tokenizer,
                 counter,
                 batch: batch.max(1),
-                lanes: (0..std::thread::available_parallelism().map_or(1, |n| n.get()))
+                lanes: (0..if lanes == 0 {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                } else {
+                    lanes
+                })
                     .map(|i| {
                         rayon::ThreadPoolBuilder::new()
                             .num_threads(1)
@@ -126,6 +131,52 @@ impl Local {
             .map_err(|e| ProviderError::retryable(format!("local model task: {e}")))?
             .map_err(|e| ProviderError::Final(format!("local model {}: {e}", self.dir.display())))
     }
+}
+
+/// A safetensors file's tensors, read one at a time (reading the whole file first, as candle's
+/// `safetensors::load` does, holds the weights twice at load: +90 MB of peak memory here).
+fn load_weights(
+    path: &Path,
+) -> Result<std::collections::HashMap<String, Tensor>, Box<dyn std::error::Error + Send + Sync>> {
+    use std::io::{Read, Seek, SeekFrom};
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        dtype: String,
+        shape: Vec<usize>,
+        data_offsets: (u64, u64),
+    }
+    let mut f = std::fs::File::open(path)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > 100_000_000 {
+        return Err("header too large".into());
+    }
+    let mut header = vec![0u8; header_len as usize];
+    f.read_exact(&mut header)?;
+    let mut entries: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header)?;
+    entries.remove("__metadata__");
+    let base = 8 + header_len;
+    let mut out = std::collections::HashMap::new();
+    let mut buf = Vec::new();
+    for (name, v) in entries {
+        let e: Entry = serde_json::from_value(v)?;
+        let dtype = match e.dtype.as_str() {
+            "F32" => DType::F32,
+            "F16" => DType::F16,
+            "BF16" => DType::BF16,
+            // Integer buffers (`position_ids`) are not weights; the model makes its own.
+            _ => continue,
+        };
+        let (start, end) = e.data_offsets;
+        buf.resize((end - start) as usize, 0);
+        f.seek(SeekFrom::Start(base + start))?;
+        f.read_exact(&mut buf)?;
+        let t = Tensor::from_raw_buffer(&buf, dtype, &e.shape, &Device::Cpu)?;
+        out.insert(name, t.to_dtype(DType::F32)?);
+    }
+    Ok(out)
 }
 
 impl Model {
