@@ -130,8 +130,8 @@ pub fn provider(s: &Settings) -> Result<Option<Arc<dyn Provider>>, HandlerError>
                 .model_dir
                 .as_ref()
                 .ok_or_else(|| invalid("provider = \"local\" needs model_dir".into()))?;
-            let local =
-                Local::load(dir, &model, e.local_batch, e.local_lanes).map_err(|err| invalid(err.to_string()))?;
+            let local = Local::load(dir, &model, e.local_batch, e.local_lanes)
+                .map_err(|err| invalid(err.to_string()))?;
             Ok(Some(Arc::new(local)))
         }
         ProviderKind::OpenAi => {

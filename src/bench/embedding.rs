@@ -169,7 +169,8 @@ pub async fn run(
     std::fs::write(&jsonl, body).map_err(|e| e.to_string())?;
 
     // Ours.
-    let model = Local::load(&dir, "all-MiniLM-L6-v2", a.batch, a.lanes).map_err(|e| e.to_string())?;
+    let model =
+        Local::load(&dir, "all-MiniLM-L6-v2", a.batch, a.lanes).map_err(|e| e.to_string())?;
     let counter = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| e.to_string())?;
     let mean_tokens =
         texts.iter().map(|t| counter.count(t) as f64).sum::<f64>() / texts.len().max(1) as f64;
