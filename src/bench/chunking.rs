@@ -201,38 +201,13 @@ fn check(text: &str, chunks: &[Piece<'_>], t: &Tokenizer, p: &SplitParams, inv: 
     }
 }
 
-/// The last line a helper printed (its answer; what comes before is progress).
-pub(crate) fn last_line(out: &[u8]) -> String {
-    String::from_utf8_lossy(out)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
 fn peer(a: &ChunkingBenchArgs, corpus: &Path) -> Result<serde_json::Value, String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers/langchain");
-    let setup = std::process::Command::new("bash")
-        .arg(dir.join("setup.sh"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("setup.sh: {e}"))?;
-    let py = last_line(&setup.stdout);
-    if !setup.status.success() || py.is_empty() {
-        return Err(format!("setup.sh failed ({})", setup.status));
-    }
-    let out = std::process::Command::new(&py)
-        .arg(dir.join("split.py"))
-        .args(["--corpus", &corpus.to_string_lossy(), "--json"])
-        .args(["--max-tokens", &a.max_tokens.to_string()])
-        .args(["--overlap", &a.overlap.to_string()])
-        .args(["--rounds", &a.rounds.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{py} split.py: {e}"))?;
-    let line = last_line(&out.stdout);
-    serde_json::from_str(&line).map_err(|e| format!("split.py said {line:?}: {e}"))
+    super::run_peer("langchain", "split.py", |cmd| {
+        cmd.args(["--corpus", &corpus.to_string_lossy()])
+            .args(["--max-tokens", &a.max_tokens.to_string()])
+            .args(["--overlap", &a.overlap.to_string()])
+            .args(["--rounds", &a.rounds.to_string()]);
+    })
 }
 
 pub fn run(a: &ChunkingBenchArgs) -> Result<ChunkingReport, String> {

@@ -2,7 +2,7 @@
 //! ~256-token chunks of real text (and how closely their vectors agree), then end-to-end
 //! ingestion of real documents into pgvector by a worker process: documents/s, chunks/s and the
 //! worker's peak RSS.
-use super::chunking::{Doc, default_sources, gather, last_line};
+use super::chunking::{Doc, default_sources, gather};
 use crate::cli::EmbeddingBenchArgs;
 use crate::ingest::{self, IngestOptions};
 use crate::queue::{self, QueueOptions, RedisQueue};
@@ -97,30 +97,14 @@ fn peer(
     jsonl: &Path,
     vectors: &Path,
 ) -> Result<serde_json::Value, String> {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/peers/sentence-transformers");
-    let setup = std::process::Command::new("bash")
-        .arg(here.join("setup.sh"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("setup.sh: {e}"))?;
-    let py = last_line(&setup.stdout);
-    if !setup.status.success() || py.is_empty() {
-        return Err(format!("setup.sh failed ({})", setup.status));
-    }
-    let out = std::process::Command::new(&py)
-        .arg(here.join("embed.py"))
-        .args(["--model", &dir.to_string_lossy()])
-        .args(["--chunks", &jsonl.to_string_lossy()])
-        .args(["--batch", &a.batch.to_string()])
-        .args(["--rounds", &a.rounds.to_string()])
-        .args(["--out", &vectors.to_string_lossy()])
-        .arg("--json")
-        .env("HF_HUB_OFFLINE", "1")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{py} embed.py: {e}"))?;
-    let line = last_line(&out.stdout);
-    serde_json::from_str(&line).map_err(|e| format!("embed.py said {line:?}: {e}"))
+    super::run_peer("sentence-transformers", "embed.py", |cmd| {
+        cmd.args(["--model", &dir.to_string_lossy()])
+            .args(["--chunks", &jsonl.to_string_lossy()])
+            .args(["--batch", &a.batch.to_string()])
+            .args(["--rounds", &a.rounds.to_string()])
+            .args(["--out", &vectors.to_string_lossy()])
+            .env("HF_HUB_OFFLINE", "1");
+    })
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
