@@ -9,42 +9,44 @@ use futures::future::BoxFuture;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
-/// KEYS: the log (zset of `id:tokens` by grant time, ms) and the tokens it holds.
+/// KEYS: the log (zset of `id:tokens` by grant time, ms).
 /// ARGV: window ms, max requests (0 = none), max tokens (0 = none), this request's tokens, an id.
-/// Returns 0 when granted, -1 when the request can never fit, else the wait in ms.
+/// Returns 0 when granted, -1 when the request can never fit, else the wait in ms. The tokens in
+/// the window are summed from the log itself on every call (at most one entry per request in
+/// the window), so no second key can drift from it.
 const TAKE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window, maxr, maxt, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if maxt > 0 and cost > maxt then return -1 end
 local function tokens(member) return tonumber(string.match(member, ':(%d+)$')) or 0 end
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - window)
-for _, m in ipairs(old) do used = used - tokens(m) end
-if #old > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window) end
-if used < 0 then used = 0 end
-local count = redis.call('ZCARD', KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local count = #entries / 2
 local wait = 0
 if maxr > 0 and count + 1 > maxr then
-  local e = redis.call('ZRANGE', KEYS[1], count - maxr, count - maxr, 'WITHSCORES')
-  wait = math.max(wait, tonumber(e[2]) + window - now + 1)
+  -- the (count + 1 - maxr)-th oldest grant must leave the window first
+  wait = math.max(wait, tonumber(entries[(count - maxr) * 2 + 2]) + window - now + 1)
 end
-if maxt > 0 and used + cost > maxt then
-  local need, freed = used + cost - maxt, 0
-  local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
-  for i = 1, #entries, 2 do
-    freed = freed + tokens(entries[i])
-    if freed >= need then
-      wait = math.max(wait, tonumber(entries[i + 1]) + window - now + 1)
-      break
+if maxt > 0 then
+  local used = 0
+  for i = 1, #entries, 2 do used = used + tokens(entries[i]) end
+  if used + cost > maxt then
+    local need, freed, found = used + cost - maxt, 0, false
+    for i = 1, #entries, 2 do
+      freed = freed + tokens(entries[i])
+      if freed >= need then
+        wait = math.max(wait, tonumber(entries[i + 1]) + window - now + 1)
+        found = true
+        break
+      end
     end
+    if not found then wait = math.max(wait, window) end
   end
 end
 if wait == 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. cost)
-  used = used + cost
 end
-redis.call('SET', KEYS[2], used, 'PX', window * 2)
 redis.call('PEXPIRE', KEYS[1], window * 2)
 return wait
 "#;
@@ -88,12 +90,10 @@ impl RateLimiter for RedisLimiter {
             if l.requests.is_none() && l.tokens.is_none() {
                 return Ok(None);
             }
-            // One hash slot for both keys.
             let base = format!("{}:ratelimit:{{{key}}}", self.prefix);
             let wait: i64 = self
                 .script
                 .key(format!("{base}:log"))
-                .key(format!("{base}:tokens"))
                 .arg(l.window.as_millis().max(1) as u64)
                 .arg(l.requests.unwrap_or(0))
                 .arg(l.tokens.unwrap_or(0))

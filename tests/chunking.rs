@@ -354,7 +354,7 @@ async fn rerunning_a_document_replaces_its_chunks() {
 }
 
 #[tokio::test]
-async fn a_retried_chunk_job_never_doubles_chunks_or_embedding_batches() {
+async fn a_retried_chunk_job_never_doubles_chunks_and_enqueues_each_attempts_batches_once() {
     let k = doc_kit().await;
     let mut s = k.settings();
     s.embed = true;
@@ -375,8 +375,14 @@ async fn a_retried_chunk_job_never_doubles_chunks_or_embedding_batches() {
     };
     let first = run(1).await.unwrap();
     let after_first = k.doc(&id).await;
-    // a retry or a rescued run of the same job: same chunk ids, same batch keys
+    let emb = k.h.queue("embedding");
+    let batches = after_first.chunks.len().div_ceil(7);
+    assert_eq!(emb.stats().await.unwrap().ready as usize, batches);
+    // a retry or a rescued run of the same job (claim 2): same chunk ids; its own batches (the
+    // rewrite dropped the first attempt's vectors, whose batches are now stale), and a second
+    // delivery of that claim's batches enqueues nothing more
     let second = run(2).await.unwrap();
+    run(2).await.unwrap();
     let d = k.doc(&id).await;
     assert_eq!(first, second);
     assert_eq!(
@@ -392,12 +398,11 @@ async fn a_retried_chunk_job_never_doubles_chunks_or_embedding_batches() {
             .map(|c| c.id.clone())
             .collect::<Vec<_>>()
     );
-    let emb = k.h.queue("embedding");
     let stats = emb.stats().await.unwrap();
-    let batches = ids.len().div_ceil(7);
     assert_eq!(
-        stats.ready as usize, batches,
-        "one job per batch, none doubled"
+        stats.ready as usize,
+        2 * batches,
+        "one job per batch and attempt, none doubled"
     );
     assert_eq!(first["embed_jobs"], batches);
     // the batches name every chunk once, in order
@@ -406,10 +411,11 @@ async fn a_retried_chunk_job_never_doubles_chunks_or_embedding_batches() {
         // the key: job id, batch number, and a digest of the batch's chunk ids
         let batch = &ids[i * 7..ids.len().min(i * 7 + 7)];
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(batch.join(",")));
-        let key = format!("embed:{}:{i}:{}", job.id, &digest[..16]);
+        let key = format!("embed:{}:2:{i}:{}", job.id, &digest[..16]);
         let probe = chatter_worker::jobs::kinds::documents::embed_job(&EmbedChunksArgs {
             document_id: id.clone(),
             chunk_ids: vec![ids[0].clone()],
+            run_fence: None,
         })
         .idempotency_key(key)
         .build();
@@ -418,6 +424,7 @@ async fn a_retried_chunk_job_never_doubles_chunks_or_embedding_batches() {
         let rec = emb.show(&got.id).await.unwrap().unwrap();
         assert_eq!(rec.function_name.as_deref(), Some(EMBED_CHUNKS));
         let args: EmbedChunksArgs = rec.job.unwrap().kwargs_as().unwrap();
+        assert_eq!(args.run_fence, Some(2));
         named.extend(args.chunk_ids);
     }
     assert_eq!(named, ids);

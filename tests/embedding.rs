@@ -546,3 +546,122 @@ async fn the_local_model_agrees_with_sentence_transformers() {
     }
     println!("{} sentences, lowest cosine {worst:.6}", items.len());
 }
+
+#[tokio::test]
+async fn a_batch_of_an_earlier_attempt_cannot_complete_the_document() {
+    use chatter_worker::jobs::JobContext;
+    use chatter_worker::jobs::kinds::documents::{EmbedChunksArgs, embed_job};
+    let k = doc_kit().await;
+    let fake = FakeOpenAi::start(16).await;
+    let e = default_embedder(&k, &fake).await;
+    let mut settings = k.settings();
+    settings.embed = true;
+    settings.embed_batch = 1000;
+    let chunker = k.chunker(settings);
+    let id = k.register(&k.file("doc.txt", prose(20).as_bytes())).await;
+    let mut job = k.job(&id, Some(40), Some(0));
+    job.max_retries = 3;
+    let ctx = |job_id: &str, fence: u64| {
+        JobContext::new(
+            job_id.to_string(),
+            fence as u32,
+            fence,
+            CancellationToken::new(),
+            None,
+        )
+    };
+    let batch = |fence: i64, ids: Vec<String>| {
+        embed_job(&EmbedChunksArgs {
+            document_id: id.clone(),
+            chunk_ids: ids,
+            run_fence: Some(fence),
+        })
+        .build()
+    };
+    // Attempt 1 chunks and embeds: processed.
+    chunker.run(job.clone(), ctx(&job.id, 1)).await.unwrap();
+    let ids: Vec<String> = k
+        .doc(&id)
+        .await
+        .chunks
+        .iter()
+        .map(|c| c.id.clone())
+        .collect();
+    let b1 = batch(1, ids.clone());
+    e.run(b1.clone(), ctx(&b1.id, 1)).await.unwrap();
+    assert_eq!(k.doc(&id).await.status, "processed");
+    // Attempt 2 of the same job (a rescue after a lost ack): same chunk ids, vectors dropped.
+    chunker.run(job.clone(), ctx(&job.id, 2)).await.unwrap();
+    let d = k.doc(&id).await;
+    assert_eq!(d.status, "processing");
+    let n = ids.len() as i64;
+    assert_eq!(vector_counts(&k, &e, &id).await, (n, 0, 0));
+    // Attempt 1's batch delivered again: stale, writes nothing, completes nothing.
+    let out = e.run(b1.clone(), ctx(&b1.id, 2)).await.unwrap();
+    assert!(
+        out["skipped"].as_str().unwrap_or("").contains("claim 2"),
+        "{out}"
+    );
+    assert_eq!(k.doc(&id).await.status, "processing");
+    assert_eq!(vector_counts(&k, &e, &id).await, (n, 0, 0));
+    // Attempt 2's own batch completes it, from the cache.
+    let before = fake.requests();
+    let b2 = batch(2, ids);
+    e.run(b2.clone(), ctx(&b2.id, 1)).await.unwrap();
+    assert_eq!(k.doc(&id).await.status, "processed");
+    assert_eq!(vector_counts(&k, &e, &id).await, (n, n, n));
+    assert_eq!(fake.requests(), before, "texts came from the cache");
+}
+
+#[tokio::test]
+async fn the_shared_limit_counts_tokens_and_requests_in_a_sliding_window() {
+    use chatter_worker::jobs::embed::limiter::{LimitError, RateLimiter};
+    use chatter_worker::ratelimit::{Limits, RedisLimiter};
+    let h = common::setup().await;
+    let limits = Limits {
+        window: Duration::from_millis(1000),
+        requests: Some(3),
+        tokens: Some(100),
+    };
+    let a = RedisLimiter::new(h.conn.clone(), &h.prefix, limits);
+    // A second process's limiter on the same account shares the budget.
+    let b = RedisLimiter::new(h.conn.clone(), &h.prefix, limits);
+    assert_eq!(a.try_take("acct", 60).await.unwrap(), None);
+    let wait = b
+        .try_take("acct", 50)
+        .await
+        .unwrap()
+        .expect("60 + 50 > 100 tokens");
+    assert!(
+        wait > Duration::from_millis(900) && wait <= Duration::from_millis(1001),
+        "{wait:?}"
+    );
+    assert_eq!(b.try_take("acct", 40).await.unwrap(), None, "60 + 40 fits");
+    let wait = a
+        .try_take("acct", 1)
+        .await
+        .unwrap()
+        .expect("100 tokens used");
+    assert!(wait <= Duration::from_millis(1001));
+    assert_eq!(
+        a.try_take("other", 10).await.unwrap(),
+        None,
+        "accounts are apart"
+    );
+    assert!(matches!(
+        a.try_take("acct", 101).await,
+        Err(LimitError::TooLarge(_))
+    ));
+    tokio::time::sleep(wait).await;
+    // The first grant left the window: the 60 tokens are free again.
+    assert_eq!(a.try_take("acct", 60).await.unwrap(), None);
+    // Once everything has left it: 3 requests per window, whatever their tokens.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        assert_eq!(a.try_take("acct", 0).await.unwrap(), None);
+    }
+    assert!(
+        a.try_take("acct", 0).await.unwrap().is_some(),
+        "3 requests per window"
+    );
+}

@@ -244,7 +244,7 @@ impl Chunker {
         }
         let batches = if s.embed {
             self.step(ctx, doc, job, 90, "enqueueing embedding").await;
-            self.fan_out(doc, job, &chunks).await?
+            self.fan_out(doc, run, job, &chunks).await?
         } else {
             self.event(
                 "document.processing_completed",
@@ -270,6 +270,7 @@ impl Chunker {
     async fn fan_out(
         &self,
         doc: &Document,
+        run: &Run,
         job: &Job,
         chunks: &[NewChunk],
     ) -> Result<usize, JobError> {
@@ -280,11 +281,18 @@ impl Chunker {
                 let args = EmbedChunksArgs {
                     document_id: doc.id.clone(),
                     chunk_ids: batch.iter().map(|c| c.id.clone()).collect(),
+                    run_fence: Some(run.fence),
                 };
-                // The key names the batch's ids too: if a retry finds other chunks (the file
-                // changed between attempts), its batches are new jobs, not the old ones.
+                // The key names the run's claim and the batch's ids: a retried or rescued run
+                // rewrote the chunks (and so dropped their vectors), and its batches must run
+                // again; its cached texts cost no provider call.
                 let ids = Sha256::digest(args.chunk_ids.join(",").as_bytes());
-                let key = format!("embed:{}:{i}:{}", job.id, &hex::encode(ids)[..16]);
+                let key = format!(
+                    "embed:{}:{}:{i}:{}",
+                    job.id,
+                    run.fence,
+                    &hex::encode(ids)[..16]
+                );
                 let mut b = embed_job(&args).priority(job.priority).idempotency_key(key);
                 if let Some(owner) = &job.created_by_user_id {
                     b = b.owner(owner.clone());

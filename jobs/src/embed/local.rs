@@ -170,7 +170,10 @@ fn load_weights(
             _ => continue,
         };
         let (start, end) = e.data_offsets;
-        buf.resize((end - start) as usize, 0);
+        let len = end
+            .checked_sub(start)
+            .ok_or_else(|| format!("tensor {name}: bad data offsets"))?;
+        buf.resize(len as usize, 0);
         f.seek(SeekFrom::Start(base + start))?;
         f.read_exact(&mut buf)?;
         let t = Tensor::from_raw_buffer(&buf, dtype, &e.shape, &Device::Cpu)?;

@@ -68,9 +68,14 @@ fn sha256(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-/// True when a chunk was written by the run of `job_id` (chunk ids derive from job and index).
-fn written_by(job_id: &str, c: &ChunkText) -> bool {
-    chunk_id(job_id, c.chunk_index.max(0) as usize) == c.id
+/// The check that a batch belongs to the run owning its document: its chunks were written by
+/// that run's job (chunk ids derive from job id and index) and, when the batch names the run's
+/// claim, by that very attempt (a retried run rewrites the same ids).
+fn owned_by(fence: Option<i64>) -> impl Fn(&str, i64, &ChunkText) -> bool {
+    move |job_id, run_fence, c| {
+        chunk_id(job_id, c.chunk_index.max(0) as usize) == c.id
+            && fence.is_none_or(|f| f == run_fence)
+    }
 }
 
 impl Embedder {
@@ -133,7 +138,12 @@ impl Embedder {
             let message = format!("embedding with {}: {message}", self.tables.space.model);
             match self
                 .store
-                .fail_embedding(&args.document_id, &first, written_by, &message)
+                .fail_embedding(
+                    &args.document_id,
+                    &first,
+                    owned_by(args.run_fence),
+                    &message,
+                )
                 .await
             {
                 Ok(true) => {
@@ -161,6 +171,7 @@ impl Embedder {
         job: &Job,
         ctx: &JobContext,
     ) -> Result<Value, JobError> {
+        let member = chunks[0].clone();
         let (done, todo): (Vec<ChunkText>, Vec<ChunkText>) =
             chunks.into_iter().partition(|c| c.has_vector);
         let texts: Vec<String> = todo.iter().map(|c| c.content.clone()).collect();
@@ -170,7 +181,13 @@ impl Embedder {
         let pairs: Vec<(ChunkText, Vec<f32>)> = todo.into_iter().zip(vectors).collect();
         let written = self
             .store
-            .write_batch(&self.tables, &args.document_id, &pairs, written_by)
+            .write_batch(
+                &self.tables,
+                &args.document_id,
+                &member,
+                &pairs,
+                owned_by(args.run_fence),
+            )
             .await
             .retryable()?;
         let (rows, completed) = match written {

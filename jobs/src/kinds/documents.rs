@@ -27,6 +27,10 @@ pub struct ChunkDocumentArgs {
 pub struct EmbedChunksArgs {
     pub document_id: String,
     pub chunk_ids: Vec<String>,
+    /// The claim (fence) of the chunking run that wrote these chunks: a batch of an earlier
+    /// attempt of the same job (same chunk ids) is then told apart from the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_fence: Option<i64>,
 }
 
 fn is_ulid(field: &str, v: &str) -> Result<(), String> {

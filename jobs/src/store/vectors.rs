@@ -253,14 +253,15 @@ impl Store {
     /// Write one batch's vectors and, when they were the document's last missing ones, mark it
     /// `processed` — in one transaction that holds the document's row lock, so batches finishing
     /// together serialise and exactly one of them sees the document complete. `is_current`
-    /// tells whether the batch's chunks belong to the run that now owns the document (given its
-    /// job id and a chunk's id and index); a stale batch writes nothing.
+    /// tells whether the batch (any of its chunks, `member`) belongs to the run that now owns
+    /// the document (given that run's job id and fence); a stale batch writes nothing.
     pub async fn write_batch(
         &self,
         t: &SpaceTables,
         document_id: &str,
+        member: &ChunkText,
         vectors: &[(ChunkText, Vec<f32>)],
-        is_current: impl Fn(&str, &ChunkText) -> bool,
+        is_current: impl Fn(&str, i64, &ChunkText) -> bool,
     ) -> Result<BatchWrite> {
         let mut tx = self.pool().begin().await?;
         let doc: Option<(String, String)> =
@@ -271,20 +272,20 @@ impl Store {
         let Some((status, owner)) = doc else {
             return Ok(BatchWrite::Stale(format!("document {document_id} is gone")));
         };
-        let run: Option<String> =
-            sqlx::query_scalar("SELECT job_id FROM document_runs WHERE document_id = $1")
+        let run: Option<(String, i64)> =
+            sqlx::query_as("SELECT job_id, fence FROM document_runs WHERE document_id = $1")
                 .bind(document_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let current = match (&run, vectors.first()) {
-            (Some(job), Some((c, _))) => is_current(job, c),
-            (_, None) => true,
-            (None, Some(_)) => false,
-        };
-        if !current {
+        if !run
+            .as_ref()
+            .is_some_and(|(job, fence)| is_current(job, *fence, member))
+        {
             return Ok(BatchWrite::Stale(format!(
-                "document {document_id} is now processed by job {}",
-                run.as_deref().unwrap_or("(none)")
+                "document {document_id} is now processed by {}",
+                run.map_or("no run".to_string(), |(j, f)| format!(
+                    "job {j} (claim {f})"
+                ))
             )));
         }
         let ids: Vec<&str> = vectors.iter().map(|(c, _)| c.id.as_str()).collect();
@@ -358,7 +359,7 @@ impl Store {
         &self,
         document_id: &str,
         chunk: &ChunkText,
-        is_current: impl Fn(&str, &ChunkText) -> bool,
+        is_current: impl Fn(&str, i64, &ChunkText) -> bool,
         message: &str,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
@@ -367,12 +368,14 @@ impl Store {
                 .bind(document_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let run: Option<String> =
-            sqlx::query_scalar("SELECT job_id FROM document_runs WHERE document_id = $1")
+        let run: Option<(String, i64)> =
+            sqlx::query_as("SELECT job_id, fence FROM document_runs WHERE document_id = $1")
                 .bind(document_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let owns = run.as_deref().is_some_and(|job| is_current(job, chunk));
+        let owns = run
+            .as_ref()
+            .is_some_and(|(job, fence)| is_current(job, *fence, chunk));
         if status.as_deref() != Some("processing") || !owns {
             return Ok(false);
         }
