@@ -15,3 +15,28 @@ pub trait Outbox: Send + Sync {
     /// Publish one event (`{"type": "document.processing_started", ...}`).
     fn publish(&self, event: Value) -> BoxFuture<'_, Result<(), String>>;
 }
+
+#[cfg(feature = "handlers")]
+/// Publish a `document.*` event (`type`, `document_id`, `owner_id`, `job_id`, then `extra`'s
+/// fields). Best effort: an event lost to a Redis blip must not fail the job.
+pub async fn publish_document_event(
+    outbox: &dyn Outbox,
+    kind: &str,
+    document_id: &str,
+    owner_id: Option<&str>,
+    job_id: &str,
+    extra: Value,
+) {
+    let mut e = serde_json::json!({
+        "type": kind,
+        "document_id": document_id,
+        "owner_id": owner_id,
+        "job_id": job_id,
+    });
+    if let (Value::Object(e), Value::Object(extra)) = (&mut e, extra) {
+        e.extend(extra);
+    }
+    if let Err(err) = outbox.publish(e).await {
+        tracing::warn!(document = %document_id, error = %err, "event not published");
+    }
+}

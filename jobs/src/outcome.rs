@@ -24,6 +24,18 @@ pub enum JobError {
     Cancelled,
 }
 
+impl JobError {
+    /// Why the job ends here for good, when it does: a fatal error, or a retryable one on its
+    /// last attempt. None when another run follows (retry, snooze) or it was cancelled.
+    pub fn final_reason(&self, last_attempt: bool) -> Option<String> {
+        match self {
+            Self::Fatal(m) => Some(m.clone()),
+            Self::Retry(m) if last_attempt => Some(format!("{m} (attempts spent)")),
+            _ => None,
+        }
+    }
+}
+
 /// How a job run ended, as the queue records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

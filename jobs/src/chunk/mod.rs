@@ -18,7 +18,7 @@ pub mod tokenizer;
 use crate::kinds::documents::{
     CHUNK_DOCUMENT, ChunkDocumentArgs, EmbedChunksArgs, check_chunk, embed_job,
 };
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, publish_document_event};
 use crate::registry::{Registry, queues};
 use crate::store::documents::Extracted;
 use crate::store::{Document, NewChunk, Run, Store, StoreError};
@@ -132,11 +132,10 @@ impl Chunker {
         let last_attempt = ctx.attempt >= job.max_attempts();
         // A cancelled run leaves the document to the run that follows (a retry, a rescue
         // elsewhere, the next job): its status says `processing` until then.
-        let failure = match &result {
-            Err(JobError::Fatal(m)) => Some(m.clone()),
-            Err(JobError::Retry(m)) if last_attempt => Some(format!("{m} (attempts spent)")),
-            _ => None,
-        };
+        let failure = result
+            .as_ref()
+            .err()
+            .and_then(|e| e.final_reason(last_attempt));
         if let Some(message) = failure {
             let message = format!("{}: {message}", doc.filename);
             match self.store.fail_document(&doc.id, &run, &message).await {
@@ -316,20 +315,17 @@ impl Chunker {
         .await;
     }
 
-    /// Publish a document event. Best effort: an event lost to a Redis blip must not fail the job.
+    /// Publish a document event (best effort).
     async fn event(&self, kind: &str, doc: &Document, job: &Job, extra: Value) {
-        let mut e = json!({
-            "type": kind,
-            "document_id": doc.id,
-            "owner_id": doc.owner_id,
-            "job_id": job.id,
-        });
-        if let (Value::Object(e), Value::Object(extra)) = (&mut e, extra) {
-            e.extend(extra);
-        }
-        if let Err(err) = self.outbox.publish(e).await {
-            tracing::warn!(document = %doc.id, error = %err, "event not published");
-        }
+        publish_document_event(
+            self.outbox.as_ref(),
+            kind,
+            &doc.id,
+            Some(&doc.owner_id),
+            &job.id,
+            extra,
+        )
+        .await
     }
 }
 

@@ -3,6 +3,7 @@
 //! `tokenizer.json`, `sentence_bert_config.json`). Inputs are truncated to the model's
 //! `max_seq_length` and batched by length, as sentence-transformers does.
 use super::provider::{Provider, ProviderError, RequestLimits, Space, normalize};
+use crate::chunk::tokenizer::Tokenizer as Counter;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
@@ -21,8 +22,8 @@ pub const DEFAULT_BATCH: usize = 4;
 struct Model {
     bert: BertModel,
     tokenizer: Tokenizer,
-    /// Counts tokens without truncation or padding.
-    counter: Tokenizer,
+    /// Counts tokens without truncation or padding (the chunker's counter for this model).
+    counter: Counter,
     batch: usize,
     /// One single-threaded pool per core: each runs whole forward passes, so every operation
     /// (not only candle's matrix products) uses every core, and none waits on another's barrier.
@@ -70,13 +71,9 @@ impl Local {
         let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
         let bert = BertModel::load(vb, &config).map_err(|e| err(format!("weights: {e}")))?;
         let path = dir.join("tokenizer.json");
-        let mut counter =
+        let counter = Counter::from_file(&path).map_err(|e| err(e.to_string()))?;
+        let mut tokenizer =
             Tokenizer::from_file(&path).map_err(|e| err(format!("tokenizer.json: {e}")))?;
-        counter
-            .with_truncation(None)
-            .map_err(|e| err(e.to_string()))?;
-        counter.with_padding(None);
-        let mut tokenizer = counter.clone();
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: max_seq,
@@ -268,11 +265,7 @@ impl Provider for Local {
     }
 
     fn count_tokens(&self, text: &str) -> usize {
-        self.model
-            .counter
-            .encode_fast(text, false)
-            .map(|e| e.len())
-            .unwrap_or(text.len())
+        self.model.counter.count(text)
     }
 
     fn embed<'a>(

@@ -14,10 +14,10 @@ pub mod provider;
 
 use crate::chunk::chunk_id;
 use crate::kinds::documents::{EMBED_CHUNKS, EmbedChunksArgs, check_embed};
-use crate::outbox::Outbox;
+use crate::outbox::{Outbox, publish_document_event};
 use crate::registry::{Registry, queues};
 use crate::store::vectors::{BatchWrite, ChunkText, Hit, SpaceTables};
-use crate::store::{Store, StoreError};
+use crate::store::{Run, Store, StoreError};
 use crate::{ErrorExt, Job, JobContext, JobError};
 use backon::BackoffBuilder;
 use limiter::RateLimiter;
@@ -71,10 +71,10 @@ fn sha256(text: &str) -> String {
 /// The check that a batch belongs to the run owning its document: its chunks were written by
 /// that run's job (chunk ids derive from job id and index) and, when the batch names the run's
 /// claim, by that very attempt (a retried run rewrites the same ids).
-fn owned_by(fence: Option<i64>) -> impl Fn(&str, i64, &ChunkText) -> bool {
-    move |job_id, run_fence, c| {
-        chunk_id(job_id, c.chunk_index.max(0) as usize) == c.id
-            && fence.is_none_or(|f| f == run_fence)
+fn owned_by(fence: Option<i64>) -> impl Fn(&Run, &ChunkText) -> bool {
+    move |run, c| {
+        chunk_id(&run.job_id, c.chunk_index.max(0) as usize) == c.id
+            && fence.is_none_or(|f| f == run.fence)
     }
 }
 
@@ -127,13 +127,11 @@ impl Embedder {
             return Ok(json!({"document_id": args.document_id, "skipped": "no such chunks"}));
         };
         let result = self.embed_batch(&args, chunks, &job, &ctx).await;
-        let failure = match &result {
-            Err(JobError::Fatal(m)) => Some(m.clone()),
-            Err(JobError::Retry(m)) if ctx.attempt >= job.max_attempts() => {
-                Some(format!("{m} (attempts spent)"))
-            }
-            _ => None,
-        };
+        let last_attempt = ctx.attempt >= job.max_attempts();
+        let failure = result
+            .as_ref()
+            .err()
+            .and_then(|e| e.final_reason(last_attempt));
         if let Some(message) = failure {
             let message = format!("embedding with {}: {message}", self.tables.space.model);
             match self
@@ -371,18 +369,14 @@ impl Embedder {
     }
 
     async fn event(&self, document_id: &str, job: &Job, kind: &str, extra: Value) {
-        let owner = job.created_by_user_id.clone();
-        let mut e = json!({
-            "type": kind,
-            "document_id": document_id,
-            "owner_id": owner,
-            "job_id": job.id,
-        });
-        if let (Value::Object(e), Value::Object(extra)) = (&mut e, extra) {
-            e.extend(extra);
-        }
-        if let Err(err) = self.outbox.publish(e).await {
-            tracing::warn!(document = %document_id, error = %err, "event not published");
-        }
+        publish_document_event(
+            self.outbox.as_ref(),
+            kind,
+            document_id,
+            job.created_by_user_id.as_deref(),
+            &job.id,
+            extra,
+        )
+        .await
     }
 }

@@ -352,29 +352,51 @@ impl Store {
 }
 
 /// Lock the document row and check that `run` still owns it.
-async fn lock_for(tx: &mut sqlx::PgConnection, id: &str, run: &Run) -> Result<()> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT id FROM documents WHERE id = $1 FOR UPDATE")
+/// A document row locked for the rest of a transaction, and the run that owns its processing.
+pub(super) struct Locked {
+    pub status: String,
+    pub owner_id: String,
+    pub run: Option<Run>,
+}
+
+/// Lock a document's row and read who owns its processing; None when the document is gone.
+pub(super) async fn lock_document(tx: &mut sqlx::PgConnection, id: &str) -> Result<Option<Locked>> {
+    let doc: Option<(String, String)> =
+        sqlx::query_as("SELECT status, owner_id FROM documents WHERE id = $1 FOR UPDATE")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    found.ok_or_else(|| StoreError::NoDocument(id.into()))?;
-    let owner: Option<(String, i64)> =
+    let Some((status, owner_id)) = doc else {
+        return Ok(None);
+    };
+    let run: Option<(String, i64)> =
         sqlx::query_as("SELECT job_id, fence FROM document_runs WHERE document_id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-    match owner {
-        Some((job_id, fence)) if job_id == run.job_id && fence == run.fence => Ok(()),
-        Some((job_id, fence)) => Err(StoreError::Superseded {
-            document: id.into(),
-            job_id,
-            fence,
-        }),
-        None => Err(StoreError::Superseded {
-            document: id.into(),
-            job_id: String::new(),
-            fence: 0,
-        }),
+    Ok(Some(Locked {
+        status,
+        owner_id,
+        run: run.map(|(job_id, fence)| Run { job_id, fence }),
+    }))
+}
+
+async fn lock_for(tx: &mut sqlx::PgConnection, id: &str, run: &Run) -> Result<()> {
+    let locked = lock_document(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::NoDocument(id.into()))?;
+    match locked.run {
+        Some(owner) if owner == *run => Ok(()),
+        owner => {
+            let Run { job_id, fence } = owner.unwrap_or(Run {
+                job_id: String::new(),
+                fence: 0,
+            });
+            Err(StoreError::Superseded {
+                document: id.into(),
+                job_id,
+                fence,
+            })
+        }
     }
 }

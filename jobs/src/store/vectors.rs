@@ -4,7 +4,8 @@
 //!
 //! pgvector's HNSW indexes `vector` up to 2,000 dimensions; larger spaces (text-embedding-3-large
 //! has 3,072) keep full-precision vectors and index their `halfvec` cast, which search orders by.
-use super::{Result, Store, StoreError};
+use super::documents::{Locked, lock_document};
+use super::{Result, Run, Store, StoreError};
 use crate::embed::provider::Space;
 use pgvector::Vector;
 use sha2::{Digest, Sha256};
@@ -261,30 +262,23 @@ impl Store {
         document_id: &str,
         member: &ChunkText,
         vectors: &[(ChunkText, Vec<f32>)],
-        is_current: impl Fn(&str, i64, &ChunkText) -> bool,
+        is_current: impl Fn(&Run, &ChunkText) -> bool,
     ) -> Result<BatchWrite> {
         let mut tx = self.pool().begin().await?;
-        let doc: Option<(String, String)> =
-            sqlx::query_as("SELECT status, owner_id FROM documents WHERE id = $1 FOR UPDATE")
-                .bind(document_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((status, owner)) = doc else {
+        let Some(Locked {
+            status,
+            owner_id: owner,
+            run,
+        }) = lock_document(&mut tx, document_id).await?
+        else {
             return Ok(BatchWrite::Stale(format!("document {document_id} is gone")));
         };
-        let run: Option<(String, i64)> =
-            sqlx::query_as("SELECT job_id, fence FROM document_runs WHERE document_id = $1")
-                .bind(document_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if !run
-            .as_ref()
-            .is_some_and(|(job, fence)| is_current(job, *fence, member))
-        {
+        if !run.as_ref().is_some_and(|r| is_current(r, member)) {
             return Ok(BatchWrite::Stale(format!(
                 "document {document_id} is now processed by {}",
-                run.map_or("no run".to_string(), |(j, f)| format!(
-                    "job {j} (claim {f})"
+                run.map_or("no run".to_string(), |r| format!(
+                    "job {} (claim {})",
+                    r.job_id, r.fence
                 ))
             )));
         }
@@ -359,24 +353,14 @@ impl Store {
         &self,
         document_id: &str,
         chunk: &ChunkText,
-        is_current: impl Fn(&str, i64, &ChunkText) -> bool,
+        is_current: impl Fn(&Run, &ChunkText) -> bool,
         message: &str,
     ) -> Result<bool> {
         let mut tx = self.pool().begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM documents WHERE id = $1 FOR UPDATE")
-                .bind(document_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let run: Option<(String, i64)> =
-            sqlx::query_as("SELECT job_id, fence FROM document_runs WHERE document_id = $1")
-                .bind(document_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let owns = run
-            .as_ref()
-            .is_some_and(|(job, fence)| is_current(job, *fence, chunk));
-        if status.as_deref() != Some("processing") || !owns {
+        let owns = lock_document(&mut tx, document_id).await?.is_some_and(|l| {
+            l.status == "processing" && l.run.as_ref().is_some_and(|r| is_current(r, chunk))
+        });
+        if !owns {
             return Ok(false);
         }
         sqlx::query(
