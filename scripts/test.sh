@@ -20,7 +20,8 @@
 #   CW_TEST_CMD="..."            run this (via bash -c, script args as "$@") instead of cargo test
 #   CW_TEST_THREADS=N            test threads (default 4)
 #   CW_INSTALL_ONLY=1            install the packages (and pgvector), start nothing (run.sh uses it)
-#   CW_TEST_MODEL_DIR=DIR        the local embedding model (default: scripts/fetch-model.sh fetches it)
+#   CW_TEST_MODEL_DIR=DIR        the local embedding model, F32 (default: scripts/fetch-model.sh fetches it)
+#   CW_TEST_INT8_MODEL_DIR=DIR   its int8 ONNX export (default: scripts/fetch-model.sh int8)
 #
 # Exported to the tests: REDIS_URL, DATABASE_URL, REDIS_SERVER_BIN, PROMTOOL, CW_TEST_SERVICES=1.
 set -euo pipefail
@@ -410,7 +411,10 @@ note "PROMTOOL=$PROMTOOL"
 if [[ -z ${CW_TEST_MODEL_DIR:-} ]]; then
     CW_TEST_MODEL_DIR="$("$ROOT/scripts/fetch-model.sh")" || die "could not fetch the local embedding model"
 fi
-export CW_TEST_MODEL_DIR
+if [[ -z ${CW_TEST_INT8_MODEL_DIR:-} ]]; then
+    CW_TEST_INT8_MODEL_DIR="$("$ROOT/scripts/fetch-model.sh" int8)" || die "could not fetch the int8 embedding model"
+fi
+export CW_TEST_MODEL_DIR CW_TEST_INT8_MODEL_DIR
 note "CW_TEST_MODEL_DIR=$CW_TEST_MODEL_DIR"
 
 # ---------------------------------------------------------------------------------------------

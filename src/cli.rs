@@ -30,6 +30,9 @@ pub struct Cli {
     /// A local embedding model's folder (selects the local provider unless the file says otherwise).
     #[arg(long, env = "CW_MODEL_DIR", global = true)]
     pub model_dir: Option<PathBuf>,
+    /// The ONNX Runtime library (`libonnxruntime.so`) for a model folder with `model.onnx`.
+    #[arg(long, env = "CW_ONNXRUNTIME", global = true)]
+    pub onnxruntime: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -251,17 +254,18 @@ pub struct EmbeddingBenchArgs {
     /// Chunk size in the model's tokens (its limit is 254 without [CLS] and [SEP]).
     #[arg(long, default_value_t = 254)]
     pub max_tokens: usize,
-    /// Inputs per forward pass (both systems).
+    /// Our inputs per forward pass, here and in the end-to-end worker (default: each
+    /// runtime's own, as `[embedding] local_batch`).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// sentence-transformers' batch_size.
     #[arg(long, default_value_t = 16)]
-    pub batch: usize,
-    /// Our forward passes at once, one thread each (0: one per core).
-    #[arg(long, default_value_t = 0)]
-    pub lanes: usize,
+    pub peer_batch: usize,
+    /// Our forward passes at once (0: one per core; default as `[embedding] local_lanes`).
+    #[arg(long)]
+    pub lanes: Option<usize>,
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// The worker's `[embedding] local_batch` in the end-to-end run.
-    #[arg(long, default_value_t = chatter_jobs::embed::local::DEFAULT_BATCH)]
-    pub ingest_batch: usize,
     /// MB of documents' text ingested end to end (needs DATABASE_URL; 0 skips it).
     #[arg(long, default_value_t = 1.0)]
     pub ingest_mb: f64,
@@ -271,6 +275,13 @@ pub struct EmbeddingBenchArgs {
     /// Skip sentence-transformers.
     #[arg(long)]
     pub no_peer: bool,
+    /// The int8 ONNX model folder measured next to the F32 one (default: where
+    /// `scripts/fetch-model.sh int8` puts it; skipped when missing).
+    #[arg(long)]
+    pub int8_dir: Option<PathBuf>,
+    /// The folder the end-to-end worker runs (default: the faster of the two).
+    #[arg(long)]
+    pub ingest_model_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]

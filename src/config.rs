@@ -8,6 +8,7 @@ use crate::queue::QueueOptions;
 use crate::retry::RetryPolicy;
 use chatter_jobs::Registry;
 use chatter_jobs::chunk::{self, extract::ExtractLimits, source::SourceConfig};
+use chatter_jobs::registry::queues;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -128,10 +129,14 @@ pub struct EmbeddingSettings {
     /// Default: `local` when `model_dir` is set, `openai` when `api_key` or `base_url` is, else
     /// `none` (documents are `processed` once chunked).
     pub provider: Option<String>,
-    /// The model's name. Default: `text-embedding-3-large` (openai), `all-MiniLM-L6-v2` (local).
+    /// The model's name. Default: `text-embedding-3-large` (openai), the folder's name (local).
     pub model: Option<String>,
-    /// A local model's folder (`config.json`, `model.safetensors`, `tokenizer.json`).
+    /// A local model's folder: `config.json`, `tokenizer.json` and either `model.onnx` (run by
+    /// ONNX Runtime) or `model.safetensors` (run by candle).
     pub model_dir: Option<PathBuf>,
+    /// The ONNX Runtime library for a `model.onnx` folder (also `CW_ONNXRUNTIME`; default
+    /// `ORT_DYLIB_PATH`, else `libonnxruntime.so` in the model's folder, else on the loader's path).
+    pub onnxruntime: Option<PathBuf>,
     /// Tokens one input may have; default 8191 for OpenAI models, the local model's own limit.
     pub max_input_tokens: Option<usize>,
     /// Vector size; default the model's own (OpenAI v3 models shorten to this on request).
@@ -151,12 +156,13 @@ pub struct EmbeddingSettings {
     pub max_retries: usize,
     /// The longest `Retry-After` waited in place; longer ones snooze the job.
     pub max_retry_after_secs: f64,
-    /// Inputs per forward pass of a local model.
-    pub local_batch: usize,
-    /// Forward passes of a local model at once (0: one per core). Each holds a batch's
-    /// activations; one lane already uses every core for candle's operations, two gain ~7%
-    /// for ~55 MB more (docs/PERFORMANCE.md).
-    pub local_lanes: usize,
+    /// Inputs per forward pass of a local model (default: the runtime's best, 1 for ONNX Runtime,
+    /// 4 for candle).
+    pub local_batch: Option<usize>,
+    /// Forward passes of a local model at once (default 1; 0: one per core). Each holds a
+    /// batch's activations (and an ONNX session); one already uses every core, two gain 7–17%
+    /// for 55–130 MB more (docs/PERFORMANCE.md).
+    pub local_lanes: Option<usize>,
     /// HNSW candidates per search (recall against speed).
     pub ef_search: usize,
 }
@@ -168,6 +174,7 @@ impl Default for EmbeddingSettings {
             provider: None,
             model: None,
             model_dir: None,
+            onnxruntime: None,
             max_input_tokens: None,
             dimensions: None,
             base_url: None,
@@ -180,8 +187,8 @@ impl Default for EmbeddingSettings {
             rate_window_secs: 60.0,
             max_retries: e.max_retries,
             max_retry_after_secs: e.max_retry_after.as_secs_f64(),
-            local_batch: chatter_jobs::embed::local::DEFAULT_BATCH,
-            local_lanes: 1,
+            local_batch: None,
+            local_lanes: None,
             ef_search: e.ef_search,
         }
     }
@@ -214,7 +221,12 @@ impl EmbeddingSettings {
     pub fn model_name(&self) -> String {
         match (&self.model, self.kind()) {
             (Some(m), _) => m.clone(),
-            (None, Ok(ProviderKind::Local)) => "all-MiniLM-L6-v2".into(),
+            (None, Ok(ProviderKind::Local)) => self
+                .model_dir
+                .as_ref()
+                .and_then(|d| d.canonicalize().ok().or_else(|| Some(d.clone())))
+                .and_then(|d| Some(d.file_name()?.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "all-MiniLM-L6-v2".into()),
             (None, _) => "text-embedding-3-large".into(),
         }
     }
@@ -386,7 +398,7 @@ impl Settings {
         for (field, v) in [
             ("max_inputs_per_request", e.max_inputs_per_request as u64),
             ("max_tokens_per_request", e.max_tokens_per_request as u64),
-            ("local_batch", e.local_batch as u64),
+            ("local_batch", e.local_batch.unwrap_or(1) as u64),
             ("ef_search", e.ef_search as u64),
             ("dimensions", e.dimensions.unwrap_or(1) as u64),
             ("requests_per_minute", e.requests_per_minute.unwrap_or(1)),
@@ -443,10 +455,28 @@ impl Settings {
         }
     }
 
+    /// A queue's concurrency when `[queue.<name>]` sets none: `concurrency`, except where jobs
+    /// use the CPU: chunking runs about one document per core, and embedding with the local
+    /// model two batches (one in the model, one being read or written). More would only wait,
+    /// each holding its documents or vectors: with 16 of each, the worker's peak RSS in the
+    /// embedding benchmark was 400 MB against 263 MB at the same speed (docs/PERFORMANCE.md).
+    pub fn default_concurrency(&self, queue: &str) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        match queue {
+            queues::CHUNKING => self.concurrency.min(cores.max(2)),
+            queues::EMBEDDING if matches!(self.embedding.kind(), Ok(ProviderKind::Local)) => {
+                self.concurrency.min(2)
+            }
+            _ => self.concurrency,
+        }
+    }
+
     pub fn pool_config(&self, queue: &str) -> PoolConfig {
         let q = self.queue.get(queue).cloned().unwrap_or_default();
         PoolConfig {
-            concurrency: q.concurrency.unwrap_or(self.concurrency),
+            concurrency: q
+                .concurrency
+                .unwrap_or_else(|| self.default_concurrency(queue)),
             timeout: Duration::from_secs_f64(q.timeout_secs.unwrap_or(self.timeout_secs)),
             lease: Duration::from_secs_f64(q.lease_secs.unwrap_or(self.lease_secs)),
             fetch_batch: q.fetch_batch.unwrap_or(self.fetch_batch),
@@ -474,7 +504,9 @@ mod tests {
         let s = Settings::load(Some(&good)).unwrap();
         assert_eq!(s.prefix, "x");
         assert_eq!(s.pool_config("maintenance").concurrency, 3);
-        assert_eq!(s.pool_config("chunking").concurrency, 16);
+        assert_eq!(s.pool_config("workflows").concurrency, 16);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(s.pool_config("chunking").concurrency, cores.clamp(2, 16));
         s.validate(&Registry::builtin()).unwrap();
 
         let bad = dir.join("bad.toml");

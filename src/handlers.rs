@@ -12,7 +12,7 @@ use chatter_jobs::chunk::source::SourceConfig;
 use chatter_jobs::chunk::tokenizer::Tokenizer;
 use chatter_jobs::chunk::{ChunkSettings, Chunker};
 use chatter_jobs::embed::limiter::RateLimiter;
-use chatter_jobs::embed::local::Local;
+use chatter_jobs::embed::local::{Local, LocalOptions};
 use chatter_jobs::embed::openai::{OpenAi, OpenAiConfig};
 use chatter_jobs::embed::provider::{Provider, RequestLimits};
 use chatter_jobs::embed::{EmbedSettings, Embedder};
@@ -130,8 +130,13 @@ pub fn provider(s: &Settings) -> Result<Option<Arc<dyn Provider>>, HandlerError>
                 .model_dir
                 .as_ref()
                 .ok_or_else(|| invalid("provider = \"local\" needs model_dir".into()))?;
-            let local = Local::load(dir, &model, e.local_batch, e.local_lanes)
-                .map_err(|err| invalid(err.to_string()))?;
+            let options = LocalOptions {
+                batch: e.local_batch,
+                lanes: e.local_lanes,
+                onnxruntime: e.onnxruntime.clone(),
+            };
+            let local =
+                Local::load(dir, &model, &options).map_err(|err| invalid(err.to_string()))?;
             Ok(Some(Arc::new(local)))
         }
         ProviderKind::OpenAi => {

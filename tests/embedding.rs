@@ -12,7 +12,7 @@ mod fake_openai;
 
 use chatter_worker::jobs::JobError;
 use chatter_worker::jobs::embed::limiter::Unlimited;
-use chatter_worker::jobs::embed::local::Local;
+use chatter_worker::jobs::embed::local::{Local, LocalOptions};
 use chatter_worker::jobs::embed::provider::{Provider, RequestLimits};
 use chatter_worker::jobs::store::vectors::search_sql;
 use common::wait_until;
@@ -505,11 +505,14 @@ async fn spaces_over_2000_dimensions_keep_full_vectors_and_index_halfvec() {
     embedding.stop().await;
 }
 
-/// sentence-transformers' vectors for the fixture's sentences (bench/peers/sentence-transformers/reference.py).
-#[tokio::test]
-async fn the_local_model_agrees_with_sentence_transformers() {
-    let dir = std::env::var("CW_TEST_MODEL_DIR")
-        .expect("CW_TEST_MODEL_DIR is not set: run the tests through scripts/test.sh");
+/// Cosine of each of the model's vectors with sentence-transformers' for the fixture's sentences
+/// (bench/peers/sentence-transformers/reference.py): the lowest and the mean, and the runtime.
+async fn agreement_with_sentence_transformers(
+    var: &str,
+    batch: Option<usize>,
+) -> (f64, f64, &'static str) {
+    let dir = std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests through scripts/test.sh"));
     let fixture: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -524,27 +527,72 @@ async fn the_local_model_agrees_with_sentence_transformers() {
         .iter()
         .map(|i| i["text"].as_str().unwrap().to_string())
         .collect();
-    let model = Local::load(std::path::Path::new(&dir), "all-MiniLM-L6-v2", 16, 0).unwrap();
+    let options = LocalOptions {
+        batch,
+        ..Default::default()
+    };
+    let model = Local::load(std::path::Path::new(&dir), "all-MiniLM-L6-v2", &options).unwrap();
     assert_eq!(model.space().dimensions, 384);
+    let runtime = model.runtime();
     let ours = tokio::task::spawn_blocking(move || model.embed_blocking(&texts))
         .await
         .unwrap()
         .unwrap();
-    let mut worst = 1.0f64;
-    for (item, v) in items.iter().zip(&ours) {
-        let r: Vec<f64> = item["vector"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
-        let dot: f64 = r.iter().zip(v).map(|(a, b)| a * *b as f64).sum();
-        let nr = r.iter().map(|x| x * x).sum::<f64>().sqrt();
-        let cos = dot / nr;
-        assert!(cos >= 0.999, "cosine {cos} for {:?}", item["text"]);
-        worst = worst.min(cos);
-    }
-    println!("{} sentences, lowest cosine {worst:.6}", items.len());
+    let cosines: Vec<f64> = items
+        .iter()
+        .zip(&ours)
+        .map(|(item, v)| {
+            let r: Vec<f64> = item["vector"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            let dot: f64 = r.iter().zip(v).map(|(a, b)| a * *b as f64).sum();
+            let (nr, nv) = (
+                r.iter().map(|x| x * x).sum::<f64>().sqrt(),
+                v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt(),
+            );
+            assert!((nv - 1.0).abs() < 1e-4, "vector not normalised: norm {nv}");
+            dot / (nr * nv)
+        })
+        .collect();
+    let worst = cosines.iter().copied().fold(1.0, f64::min);
+    let mean = cosines.iter().sum::<f64>() / cosines.len() as f64;
+    println!(
+        "{var} ({runtime}): {} sentences, lowest cosine {worst:.6}, mean {mean:.6}",
+        items.len()
+    );
+    (worst, mean, runtime)
+}
+
+#[tokio::test]
+async fn the_local_model_agrees_with_sentence_transformers() {
+    let (worst, _, runtime) =
+        agreement_with_sentence_transformers("CW_TEST_MODEL_DIR", Some(16)).await;
+    assert_eq!(runtime, "candle");
+    assert!(worst >= 0.999, "F32: lowest cosine {worst}");
+}
+
+/// The int8 model (ONNX Runtime, int8 products) reports its own agreement, at its default batch
+/// of one input (a pass's activations are quantised together, so a batch's neighbours move
+/// each other a little) and in batches of 16.
+#[tokio::test]
+async fn the_int8_model_reports_its_agreement() {
+    let (worst, mean, runtime) =
+        agreement_with_sentence_transformers("CW_TEST_INT8_MODEL_DIR", None).await;
+    assert_eq!(runtime, "onnxruntime");
+    assert!(
+        worst >= 0.95 && mean >= 0.99,
+        "int8: lowest {worst}, mean {mean}"
+    );
+    let (worst, mean, _) =
+        agreement_with_sentence_transformers("CW_TEST_INT8_MODEL_DIR", Some(16)).await;
+    assert_eq!(runtime, "onnxruntime");
+    assert!(
+        worst >= 0.95 && mean >= 0.99,
+        "int8: lowest {worst}, mean {mean}"
+    );
 }
 
 #[tokio::test]

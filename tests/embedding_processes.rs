@@ -76,8 +76,11 @@ async fn two_workers_stay_under_the_shared_request_limit() {
     assert_eq!(doc.status, "processed", "{:?}", doc.error);
     let sent = fake.requests();
     assert!(sent >= 24, "enough requests to be limited: {sent}");
-    // Arrival times on the server: allow 50 ms for the way from grant to arrival.
-    let most = fake.max_in_window(Duration::from_millis(950));
+    // Arrival times on the server. A request granted at g arrives at g + d: if d stays under D,
+    // the arrivals inside any window of 1 s - D were granted inside 1 s, so at most 6. D is
+    // 300 ms: with the whole suite on two cores, D = 50 ms once saw 9 arrivals inside 950 ms
+    // (alone, the test passed every run). Without a limit the 24 requests arrive together.
+    let most = fake.max_in_window(Duration::from_millis(700));
     assert!(
         most <= 6,
         "{most} requests inside one window of the limit 6/s"

@@ -9,7 +9,7 @@ use crate::queue::{self, QueueOptions, RedisQueue};
 use chatter_jobs::chunk::extract::{DocType, ExtractLimits};
 use chatter_jobs::chunk::split::{self, SplitParams};
 use chatter_jobs::chunk::tokenizer::Tokenizer;
-use chatter_jobs::embed::local::Local;
+use chatter_jobs::embed::local::{Local, LocalOptions};
 use chatter_jobs::registry::queues;
 use chatter_jobs::store::{Store, sqlx};
 use serde::Serialize;
@@ -19,11 +19,22 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Serialize)]
 pub struct ModelResult {
     pub system: String,
+    pub model_dir: String,
     pub chunks: usize,
     pub mean_tokens: f64,
-    pub batch: usize,
+    pub batch: Option<usize>,
+    pub lanes: Option<usize>,
     pub rounds_s: Vec<f64>,
     pub chunks_per_s: f64,
+    /// The process's resident set after the rounds (model, runtime and its buffers), MB.
+    pub rss_mb: f64,
+    /// Ours over sentence-transformers, chunks/s in the same run.
+    pub ratio: Option<f64>,
+    /// Cosine of our vector and the peer's, per chunk: the lowest and the mean.
+    pub agreement_min: Option<f64>,
+    pub agreement_mean: Option<f64>,
+    #[serde(skip)]
+    vectors: Vec<Vec<f32>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,15 +52,12 @@ pub struct Ingestion {
 
 #[derive(Debug, Serialize)]
 pub struct EmbeddingReport {
-    pub model_dir: String,
-    pub ours: ModelResult,
+    /// The F32 folder (candle) and, when fetched, the int8 ONNX folder (ONNX Runtime).
+    pub ours: Vec<ModelResult>,
     pub peer: Option<serde_json::Value>,
     pub peer_error: Option<String>,
-    /// Ours over sentence-transformers, chunks/s in the same run.
-    pub ratio: Option<f64>,
-    /// Cosine of our vector and the peer's, per chunk: the lowest and the mean.
-    pub agreement_min: Option<f64>,
-    pub agreement_mean: Option<f64>,
+    /// The folder the end-to-end worker ran.
+    pub ingestion_model_dir: String,
     pub ingestion: Option<Ingestion>,
     pub ingestion_error: Option<String>,
 }
@@ -100,7 +108,7 @@ fn peer(
     super::run_peer("sentence-transformers", "embed.py", |cmd| {
         cmd.args(["--model", &dir.to_string_lossy()])
             .args(["--chunks", &jsonl.to_string_lossy()])
-            .args(["--batch", &a.batch.to_string()])
+            .args(["--batch", &a.peer_batch.to_string()])
             .args(["--rounds", &a.rounds.to_string()])
             .args(["--out", &vectors.to_string_lossy()])
             .env("HF_HUB_OFFLINE", "1");
@@ -114,9 +122,18 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-/// The default model folder (`scripts/fetch-model.sh` puts it there).
+/// The default F32 model folder (`scripts/fetch-model.sh` puts it there).
 pub fn default_model_dir() -> PathBuf {
-    let cache = std::env::var("CW_MODEL_CACHE")
+    models_cache().join("all-MiniLM-L6-v2")
+}
+
+/// The int8 ONNX folder (`scripts/fetch-model.sh int8`).
+pub fn default_int8_dir() -> PathBuf {
+    models_cache().join("all-MiniLM-L6-v2-int8")
+}
+
+fn models_cache() -> PathBuf {
+    std::env::var("CW_MODEL_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             let base = std::env::var("XDG_CACHE_HOME")
@@ -125,8 +142,66 @@ pub fn default_model_dir() -> PathBuf {
                     PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
                 });
             base.join("chatter-worker/models")
-        });
-    cache.join("all-MiniLM-L6-v2")
+        })
+}
+
+/// The process's resident set now, MB.
+fn rss_mb() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Median chunks/s of `rounds` runs of one model folder over `texts` (after a warm-up batch).
+async fn measure(
+    a: &EmbeddingBenchArgs,
+    dir: &Path,
+    texts: &[String],
+) -> Result<ModelResult, String> {
+    let options = LocalOptions {
+        batch: a.batch,
+        lanes: a.lanes,
+        onnxruntime: None,
+    };
+    let model = Local::load(dir, "bench", &options).map_err(|e| e.to_string())?;
+    let counter = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| e.to_string())?;
+    let mean_tokens =
+        texts.iter().map(|t| counter.count(t) as f64).sum::<f64>() / texts.len().max(1) as f64;
+    let (texts, a, dir) = (texts.to_vec(), a.clone(), dir.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        model.embed_blocking(&texts[..8.min(texts.len())])?;
+        let mut rounds = Vec::new();
+        let mut last = Vec::new();
+        for _ in 0..a.rounds.max(1) {
+            let t = Instant::now();
+            last = model.embed_blocking(&texts)?;
+            rounds.push(t.elapsed().as_secs_f64());
+        }
+        let m = median(&rounds);
+        let system = match model.runtime() {
+            "candle" => "chatter-worker local: candle 0.11, F32 safetensors",
+            _ => "chatter-worker local: ONNX Runtime 1.32 (ort 2.0 rc), int8 ONNX",
+        };
+        Ok(ModelResult {
+            system: system.into(),
+            model_dir: dir.display().to_string(),
+            chunks: texts.len(),
+            mean_tokens,
+            batch: a.batch,
+            lanes: a.lanes,
+            chunks_per_s: texts.len() as f64 / m,
+            rounds_s: rounds,
+            rss_mb: rss_mb(),
+            ratio: None,
+            agreement_min: None,
+            agreement_mean: None,
+            vectors: last,
+        })
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 pub async fn run(
@@ -152,37 +227,12 @@ pub async fn run(
         .collect();
     std::fs::write(&jsonl, body).map_err(|e| e.to_string())?;
 
-    // Ours.
-    let model =
-        Local::load(&dir, "all-MiniLM-L6-v2", a.batch, a.lanes).map_err(|e| e.to_string())?;
-    let counter = Tokenizer::from_file(&dir.join("tokenizer.json")).map_err(|e| e.to_string())?;
-    let mean_tokens =
-        texts.iter().map(|t| counter.count(t) as f64).sum::<f64>() / texts.len().max(1) as f64;
-    let (texts2, a2) = (texts.clone(), a.clone());
-    let (ours, our_vectors) = tokio::task::spawn_blocking(move || {
-        model.embed_blocking(&texts2[..a2.batch.min(texts2.len())])?;
-        let mut rounds = Vec::new();
-        let mut last = Vec::new();
-        for _ in 0..a2.rounds.max(1) {
-            let t = Instant::now();
-            last = model.embed_blocking(&texts2)?;
-            rounds.push(t.elapsed().as_secs_f64());
-        }
-        let m = median(&rounds);
-        Ok::<_, String>((
-            ModelResult {
-                system: "chatter-worker local (candle 0.11, F32)".into(),
-                chunks: texts2.len(),
-                mean_tokens,
-                batch: a2.batch,
-                chunks_per_s: texts2.len() as f64 / m,
-                rounds_s: rounds,
-            },
-            last,
-        ))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
+    // Ours: each runtime's folder in turn (one ONNX Runtime per process: the int8 folder last).
+    let int8 = a.int8_dir.clone().unwrap_or_else(default_int8_dir);
+    let mut ours = vec![measure(a, &dir, &texts).await?];
+    if int8 != dir && int8.join("model.onnx").is_file() {
+        ours.push(measure(a, &int8, &texts).await?);
+    }
 
     // The peer, on the same chunks.
     let peer_vectors = work.join("peer-vectors.json");
@@ -194,45 +244,49 @@ pub async fn run(
             Err(e) => (None, Some(e)),
         }
     };
-    let ratio = peer
+    let theirs: Option<Vec<Vec<f32>>> = peer
         .as_ref()
-        .and_then(|p| p.get("chunks_per_s")?.as_f64())
-        .map(|p| ours.chunks_per_s / p);
-    let (mut agreement_min, mut agreement_mean) = (None, None);
-    if peer.is_some()
-        && let Ok(text) = std::fs::read_to_string(&peer_vectors)
-        && let Ok(theirs) = serde_json::from_str::<Vec<Vec<f32>>>(&text)
-        && theirs.len() == our_vectors.len()
-    {
-        let c: Vec<f64> = our_vectors
-            .iter()
-            .zip(&theirs)
-            .map(|(a, b)| cosine(a, b))
-            .collect();
-        agreement_min = c.iter().copied().reduce(f64::min);
-        agreement_mean = Some(c.iter().sum::<f64>() / c.len().max(1) as f64);
+        .and_then(|_| std::fs::read_to_string(&peer_vectors).ok())
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let peer_rate = peer.as_ref().and_then(|p| p.get("chunks_per_s")?.as_f64());
+    for m in &mut ours {
+        m.ratio = peer_rate.map(|p| m.chunks_per_s / p);
+        if let Some(theirs) = theirs.as_ref().filter(|t| t.len() == m.vectors.len()) {
+            let c: Vec<f64> = m
+                .vectors
+                .iter()
+                .zip(theirs)
+                .map(|(a, b)| cosine(a, b))
+                .collect();
+            m.agreement_min = c.iter().copied().reduce(f64::min);
+            m.agreement_mean = Some(c.iter().sum::<f64>() / c.len().max(1) as f64);
+        }
     }
 
-    // End to end, through a worker process.
+    // End to end, through a worker process, with the fastest folder (or the one asked for).
+    let ingest_dir = a.ingest_model_dir.clone().unwrap_or_else(|| {
+        ours.iter()
+            .max_by(|x, y| x.chunks_per_s.total_cmp(&y.chunks_per_s))
+            .map_or(dir.clone(), |m| PathBuf::from(&m.model_dir))
+    });
     let (ingestion, ingestion_error) = match (a.ingest_mb > 0.0, database_url) {
         (false, _) => (None, None),
         (true, None) => (
             None,
             Some("no DATABASE_URL: end-to-end ingestion skipped".into()),
         ),
-        (true, Some(url)) => match ingest_corpus(a, &docs, &dir, &work, redis_url, url).await {
-            Ok(i) => (Some(i), None),
-            Err(e) => (None, Some(e)),
-        },
+        (true, Some(url)) => {
+            match ingest_corpus(a, &docs, &ingest_dir, &work, redis_url, url).await {
+                Ok(i) => (Some(i), None),
+                Err(e) => (None, Some(e)),
+            }
+        }
     };
     Ok(EmbeddingReport {
-        model_dir: dir.display().to_string(),
         ours,
         peer,
         peer_error,
-        ratio,
-        agreement_min,
-        agreement_mean,
+        ingestion_model_dir: ingest_dir.display().to_string(),
         ingestion,
         ingestion_error,
     })
@@ -278,14 +332,14 @@ async fn ingest_corpus(
         text_bytes += d.text.len();
         n += 1;
     }
-    std::fs::write(
-        work.join("worker.toml"),
-        format!(
-            "[embedding]\nlocal_batch = {}\nlocal_lanes = {}\n",
-            a.ingest_batch, a.lanes
-        ),
-    )
-    .map_err(|e| e.to_string())?;
+    let mut toml = String::from("[embedding]\n");
+    if let Some(b) = a.batch {
+        toml += &format!("local_batch = {b}\n");
+    }
+    if let Some(l) = a.lanes {
+        toml += &format!("local_lanes = {l}\n");
+    }
+    std::fs::write(work.join("worker.toml"), toml).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut child = tokio::process::Command::new(exe)
         .args(["run", "--migrate", "--http-addr", "127.0.0.1:0"])
