@@ -33,6 +33,9 @@ pub struct ModelResult {
     /// Cosine of our vector and the peer's, per chunk: the lowest and the mean.
     pub agreement_min: Option<f64>,
     pub agreement_mean: Option<f64>,
+    /// Search agreement with the F32 model: each chunk as the query over the others, the
+    /// share of the F32 top 10 that this model's top 10 also finds (mean over the queries).
+    pub top10_overlap_with_f32: Option<f64>,
     #[serde(skip)]
     vectors: Vec<Vec<f32>>,
 }
@@ -122,6 +125,26 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
+/// Each vector as a query over the others: the mean share of `a`'s top k that `b`'s top k has.
+fn top_k_overlap(a: &[Vec<f32>], b: &[Vec<f32>], k: usize) -> f64 {
+    let top = |v: &[Vec<f32>], q: usize| -> Vec<usize> {
+        let mut s: Vec<(f64, usize)> = (0..v.len())
+            .filter(|&i| i != q)
+            .map(|i| (cosine(&v[q], &v[i]), i))
+            .collect();
+        s.sort_by(|x, y| y.0.total_cmp(&x.0));
+        s.iter().take(k).map(|x| x.1).collect()
+    };
+    let n = a.len().min(b.len());
+    let shared: usize = (0..n)
+        .map(|q| {
+            let tb = top(b, q);
+            top(a, q).iter().filter(|i| tb.contains(i)).count()
+        })
+        .sum();
+    shared as f64 / (n * k.min(n.saturating_sub(1)).max(1)) as f64
+}
+
 /// The default F32 model folder (`scripts/fetch-model.sh` puts it there).
 pub fn default_model_dir() -> PathBuf {
     models_cache().join("all-MiniLM-L6-v2")
@@ -197,6 +220,7 @@ async fn measure(
             ratio: None,
             agreement_min: None,
             agreement_mean: None,
+            top10_overlap_with_f32: None,
             vectors: last,
         })
     })
@@ -232,6 +256,12 @@ pub async fn run(
     let mut ours = vec![measure(a, &dir, &texts).await?];
     if int8 != dir && int8.join("model.onnx").is_file() {
         ours.push(measure(a, &int8, &texts).await?);
+    }
+
+    if let [f32, rest @ ..] = &mut ours[..] {
+        for m in rest {
+            m.top10_overlap_with_f32 = Some(top_k_overlap(&f32.vectors, &m.vectors, 10));
+        }
     }
 
     // The peer, on the same chunks.
