@@ -67,6 +67,11 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Top-k chunks most similar to a query (cosine, through the model's HNSW index).
     Search(SearchArgs),
+    /// Chatter workflow definitions: validate.
+    Workflows {
+        #[command(subcommand)]
+        action: WorkflowsAction,
+    },
     /// (Internal) extract one document from stdin to stdout: the worker's extractor process.
     #[command(hide = true)]
     ExtractDocument(ExtractDocumentArgs),
@@ -308,4 +313,14 @@ pub struct ChunkingBenchArgs {
     /// Skip the langchain comparison.
     #[arg(long)]
     pub no_peer: bool,
+}
+
+#[derive(Subcommand)]
+pub enum WorkflowsAction {
+    /// Check definitions (JSON files): every problem, named by node or edge id and field.
+    /// Exits 1 when any file is invalid.
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }

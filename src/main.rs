@@ -3,7 +3,9 @@
 //! its environment variable (shown in `--help`) or the optional TOML file, in that order.
 use anyhow::{Context, bail};
 use chatter_worker::bench::{self, BenchOptions};
-use chatter_worker::cli::{BenchWhat, Cli, Command, DeadAction, JobsAction, QueuesAction};
+use chatter_worker::cli::{
+    BenchWhat, Cli, Command, DeadAction, JobsAction, QueuesAction, WorkflowsAction,
+};
 use chatter_worker::config::Settings;
 use chatter_worker::ingest::{self, IngestOptions};
 use chatter_worker::jobs::chunk::extract::ExtractLimits;
@@ -337,6 +339,48 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             if failed > 0 {
                 eprintln!("{failed} of {} files failed or were skipped", done.len());
                 std::process::exit(2);
+            }
+        }
+        Command::Workflows {
+            action: WorkflowsAction::Validate { files },
+        } => {
+            let mut reports = Vec::new();
+            for f in &files {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                reports.push(match chatter_jobs::workflows::parse_and_validate(&text) {
+                    Ok(wf) => serde_json::json!({
+                        "file": f, "valid": true, "name": wf.name,
+                        "nodes": wf.nodes.len(), "edges": wf.edges.len(),
+                    }),
+                    Err(e) => serde_json::json!({
+                        "file": f, "valid": false, "problems": e.problems,
+                    }),
+                });
+            }
+            let invalid = reports.iter().filter(|r| r["valid"] == false).count();
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&reports)?);
+            } else {
+                for r in &reports {
+                    let file = r["file"].as_str().unwrap_or_default();
+                    match r["problems"].as_array() {
+                        None => {
+                            println!("{file}: valid ({} nodes, {} edges)", r["nodes"], r["edges"])
+                        }
+                        Some(ps) => {
+                            println!("{file}: invalid");
+                            for p in ps {
+                                let p: chatter_jobs::workflows::Problem =
+                                    serde_json::from_value(p.clone())?;
+                                println!("  {p}");
+                            }
+                        }
+                    }
+                }
+            }
+            if invalid > 0 {
+                std::process::exit(1);
             }
         }
         Command::Search(a) => {

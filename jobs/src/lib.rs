@@ -21,6 +21,8 @@ pub mod registry;
 #[cfg(feature = "handlers")]
 pub mod store;
 
+/// The workflow definitions and engine (`chatter-workflows`), re-exported for producers.
+pub use chatter_workflows as workflows;
 pub use context::{JobContext, ProgressUpdate};
 pub use envelope::{DecodeError, FORMAT_VERSION, Job, JobBuilder, Priority, Status, Timestamp};
 pub use outbox::Outbox;
