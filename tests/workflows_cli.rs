@@ -60,3 +60,27 @@ fn validate_names_the_node_and_field() {
     assert_eq!(v[0]["problems"].as_array().unwrap().len(), 2, "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// An invalid inline definition is refused at enqueue: the producer sees the node named, and
+/// nothing is sent (the Redis URL here points nowhere).
+#[test]
+fn enqueue_refuses_an_invalid_definition_naming_the_node() {
+    let args = serde_json::json!({
+        "owner": "u1",
+        "definition": {"name": "x", "nodes": [
+            {"id": "s", "type": "start"},
+            {"id": "decide", "type": "conditional"},
+            {"id": "e", "type": "end"}],
+          "edges": [{"id": "1", "source": "s", "target": "decide"},
+                    {"id": "2", "source": "decide", "target": "e", "data": {"condition": "tool_calls >> 1"}}]}
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
+        .args(["--redis-url", "redis://127.0.0.1:1/"])
+        .args(["enqueue", "run_workflow", "--args", &args.to_string()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("edge \"2\": data.condition"), "{stderr}");
+    assert!(!stderr.contains("connect"), "{stderr}");
+}

@@ -1,10 +1,12 @@
 //! The job kinds this build ships: the document kinds' contracts (`documents`), and `ping` and
-//! `sleep` for tests, benchmarks and smoke checks. Workflows and maintenance arrive with their issues.
+//! `sleep` for tests, benchmarks and smoke checks, and the workflow contract (`workflows`).
+//! Maintenance arrives with its issue.
 use crate::registry::{Registry, queues};
 
 pub mod documents;
 pub mod ping;
 pub mod sleep;
+pub mod workflows;
 
 pub fn register_builtin(r: &mut Registry) {
     r.register(ping::KIND, queues::MAINTENANCE, ping::run);
@@ -19,5 +21,12 @@ pub fn register_builtin(r: &mut Registry) {
         documents::EMBED_CHUNKS,
         queues::EMBEDDING,
         documents::check_embed,
+    );
+    // Checked at enqueue (an inline definition is validated); the handler comes with the
+    // executor's wiring.
+    r.register_contract(
+        workflows::RUN_WORKFLOW,
+        queues::WORKFLOWS,
+        workflows::check_run,
     );
 }
