@@ -117,6 +117,19 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A node's template rendered, or without one the run's input `key` (as text).
+fn template_or_input(t: Option<&str>, key: &str, state: &State) -> Result<String, StepError> {
+    match t {
+        Some(t) => render(t, state),
+        None => Ok(state
+            .inputs
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()),
+    }
+}
+
 fn render(t: &str, state: &State) -> Result<String, StepError> {
     template::render(t, &state.context()).map_err(|e| StepError::fatal(format!("template: {e}")))
 }
@@ -257,15 +270,7 @@ impl Engine<'_> {
                 }
                 // The user's turn, unless the model is being handed tool results.
                 if state.messages.last().is_none_or(|m| m.role != "tool") {
-                    let prompt = match &c.prompt {
-                        Some(t) => render(t, state)?,
-                        None => state
-                            .inputs
-                            .get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string(),
-                    };
+                    let prompt = template_or_input(c.prompt.as_deref(), "message", state)?;
                     state.messages.push(Message::new("user", prompt));
                 }
                 let mut messages = Vec::new();
@@ -337,15 +342,7 @@ impl Engine<'_> {
                 }
             }
             NodeKind::Memory(c) => {
-                let key = match &c.key {
-                    Some(t) => render(t, state)?,
-                    None => state
-                        .inputs
-                        .get("conversation_id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                };
+                let key = template_or_input(c.key.as_deref(), "conversation_id", state)?;
                 match c.action {
                     MemoryAction::Retrieve => {
                         let mut history = self.services.memory_load(&key, c.window).await?;
@@ -360,15 +357,7 @@ impl Engine<'_> {
                 }
             }
             NodeKind::Retrieval(c) => {
-                let query = match &c.query {
-                    Some(t) => render(t, state)?,
-                    None => state
-                        .inputs
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                };
+                let query = template_or_input(c.query.as_deref(), "message", state)?;
                 state.retrieved = self
                     .services
                     .retrieve(&query, c.limit, &c.document_ids)
