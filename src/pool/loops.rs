@@ -85,8 +85,12 @@ pub(crate) async fn fetch(
         let got = r.jobs.len();
         shared.permits.add_permits(n - got);
         backlog = got == n;
+        // Hold every claim before handing any to the worker: if the worker is gone mid-batch,
+        // the rest must still be handed back at shutdown, not left running until their lease ends.
+        for c in &r.jobs {
+            shared.hold(c);
+        }
         for c in r.jobs {
-            shared.hold(&c);
             match Job::decode(&c.payload) {
                 Ok(job) => {
                     let claim = Claim {
@@ -99,7 +103,7 @@ pub(crate) async fn fetch(
                     // Capacity equals the permits, so this never waits; it fails only when the
                     // apalis worker is gone: stop fetching, the pool hands the claims back.
                     if tx.send(task).await.is_err() {
-                        tracing::error!(queue = shared.queue.name(), "worker gone; fetching stops");
+                        tracing::warn!(queue = shared.queue.name(), "worker gone; fetching stops");
                         shared.stopping.cancel();
                         return;
                     }

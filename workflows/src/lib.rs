@@ -6,6 +6,7 @@ pub mod condition;
 pub mod definition;
 pub mod engine;
 pub mod node;
+mod nodes;
 pub mod state;
 pub mod template;
 pub mod validate;

@@ -148,6 +148,11 @@ pub struct RetrievalConfig {
     pub limit: usize,
     /// Only these documents (default: all of the owner's).
     pub document_ids: Vec<String>,
+    /// An external retrieval service (`POST {query, limit, document_ids, owner_id}` answering
+    /// `{results: [{content, score, document_id?, chunk_id?}]}`); default: the embedding search.
+    /// Refused at run time when it points at a private, loopback or link-local address that
+    /// `[workflows] allow_networks` does not list.
+    pub url: Option<String>,
 }
 
 impl Default for RetrievalConfig {
@@ -156,6 +161,7 @@ impl Default for RetrievalConfig {
             query: None,
             limit: 5,
             document_ids: Vec::new(),
+            url: None,
         }
     }
 }
@@ -328,6 +334,11 @@ pub fn parse(kind: &str, config: &Value) -> Result<NodeKind, Vec<FieldError>> {
             errs.extend(template_error("query", &c.query));
             if c.limit == 0 || c.limit > 100 {
                 errs.push(("limit".into(), format!("{} is outside 1..=100", c.limit)));
+            }
+            if let Some(u) = &c.url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                errs.push(("url".into(), format!("{u:?} is not an http(s) URL")));
             }
             NodeKind::Retrieval(c)
         }

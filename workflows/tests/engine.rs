@@ -98,6 +98,7 @@ impl Services for Fake {
         query: &'a str,
         limit: usize,
         _documents: &'a [String],
+        _url: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Passage>, StepError>> {
         Box::pin(async move {
             Ok((0..limit.min(2))
@@ -172,6 +173,7 @@ fn limits() -> Limits {
         step_timeout: Duration::from_secs(5),
         token_budget: 100_000,
         inline_delay: Duration::from_millis(50),
+        max_steps: 100,
     }
 }
 
@@ -379,4 +381,61 @@ async fn the_token_budget_ends_the_run() {
         "{outcome:?}"
     );
     assert_eq!(fake.chats.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_crash_between_two_tool_calls_repeats_neither_finished_call() {
+    let wf = library("tool_agent");
+    let fake = Fake::answering(vec![
+        calls(&["get_weather", "get_weather", "get_weather"]),
+        text("done"),
+    ]);
+    let mut state = State::new(input("three cities"), wf.start);
+    let (outcome, saved) = run(&wf, &fake, &mut state).await;
+    assert_eq!(outcome, RunOutcome::Completed);
+    assert_eq!(fake.tools.lock().unwrap().len(), 3);
+    // A checkpoint was taken after the first call, with two calls still to make.
+    let mid = saved
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.pending_tool_calls.len() == 2)
+        .cloned()
+        .expect("a checkpoint between tool calls");
+    let again = Fake::answering(vec![text("done again")]);
+    let mut resumed = mid;
+    assert_eq!(
+        run(&wf, &again, &mut resumed).await.0,
+        RunOutcome::Completed
+    );
+    assert_eq!(
+        again.tools.lock().unwrap().len(),
+        2,
+        "only the unfinished calls"
+    );
+    assert_eq!(resumed.tool_calls, 3);
+}
+
+#[tokio::test]
+async fn a_run_stops_at_the_step_limit() {
+    let wf = library("tool_agent");
+    let fake = Fake::answering((0..10).map(|_| calls(&["get_weather"])).collect());
+    let saved = Saved::default();
+    let engine = Engine {
+        workflow: &wf,
+        services: &fake,
+        checkpoints: &saved,
+        limits: Limits {
+            max_steps: 6,
+            ..limits()
+        },
+        cancel: CancellationToken::new(),
+    };
+    let mut state = State::new(input("loop"), wf.start);
+    match engine.run(&mut state).await {
+        RunOutcome::Failed(m) => assert!(m.contains("recursion limit: 6 steps"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(state.step, 6);
 }
