@@ -67,7 +67,7 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Top-k chunks most similar to a query (cosine, through the model's HNSW index).
     Search(SearchArgs),
-    /// Chatter workflow definitions: validate.
+    /// Chatter workflow definitions: validate, run.
     Workflows {
         #[command(subcommand)]
         action: WorkflowsAction,
@@ -323,4 +323,27 @@ pub enum WorkflowsAction {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Enqueue a run of a definition (JSON file) on queue `workflows`; prints the job id, which
+    /// is also the execution id. An invalid definition is refused with every problem.
+    Run(WorkflowRunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WorkflowRunArgs {
+    pub file: PathBuf,
+    /// The run's inputs, a JSON object (`{"message": "..."}`).
+    #[arg(long, default_value = "{}")]
+    pub input: String,
+    /// The Chatter user the run acts for (its documents, memory and events).
+    #[arg(long, default_value = "cli")]
+    pub owner: String,
+    /// critical, high, normal or low.
+    #[arg(long, default_value = "normal")]
+    pub priority: Priority,
+    /// Wait for the run to end and print its output (exit 1 unless it completed).
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub wait_timeout: Duration,
 }

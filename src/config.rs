@@ -65,6 +65,74 @@ pub struct Settings {
     pub migrate: bool,
     pub chunking: ChunkingSettings,
     pub embedding: EmbeddingSettings,
+    pub workflows: WorkflowsSettings,
+}
+
+/// `[workflows]`: the `run_workflow` handler: chat providers, tools, limits, prices.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkflowsSettings {
+    /// The default chat provider (OpenAI-compatible, e.g. `https://api.openai.com/v1`; also
+    /// `CW_LLM_BASE_URL`). It is named `default`; nodes naming no provider use it.
+    pub base_url: Option<String>,
+    /// Its key (also `CW_LLM_API_KEY` or `OPENAI_API_KEY`).
+    pub api_key: Option<String>,
+    pub request_timeout_secs: f64,
+    /// More providers by name (`[workflows.providers.NAME]`), for nodes whose `provider` names one.
+    pub providers: BTreeMap<String, ChatProviderSettings>,
+    /// The provider of nodes naming none or an unknown one (default: `default` when
+    /// `base_url` is set, else the only provider).
+    pub default_provider: Option<String>,
+    /// Running time of one execution, across retries (Chatter: 300 s).
+    pub execution_timeout_secs: f64,
+    /// Longest one node may take (Chatter: 60 s).
+    pub step_timeout_secs: f64,
+    /// Most tokens (prompt + completion) one execution may use (Chatter: 100k).
+    pub token_budget: u64,
+    /// Delays up to this long are waited in the worker; longer ones snooze the job.
+    pub inline_delay_secs: f64,
+    /// Most nodes one execution may run (Chatter's recursion limit: 100).
+    pub max_steps: u32,
+    /// Price per million tokens by model name (`[workflows.prices."gpt-4o-mini"]`); a model
+    /// without a price costs 0.
+    pub prices: BTreeMap<String, chatter_jobs::flow::Price>,
+    /// HTTP tools (`[[workflows.tools]]`: name, description, url, method, parameters, timeout_ms,
+    /// headers).
+    pub tools: Vec<chatter_jobs::flow::tools::ToolSpec>,
+    /// Networks (CIDR) tool and retrieval URLs may reach although they are loopback / private /
+    /// link-local.
+    pub allow_networks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChatProviderSettings {
+    pub base_url: String,
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default)]
+    pub request_timeout_secs: Option<f64>,
+}
+
+impl Default for WorkflowsSettings {
+    fn default() -> Self {
+        let d = chatter_jobs::flow::WorkflowSettings::default();
+        Self {
+            base_url: None,
+            api_key: None,
+            request_timeout_secs: d.step_timeout.as_secs_f64(),
+            providers: BTreeMap::new(),
+            default_provider: None,
+            execution_timeout_secs: d.execution_timeout.as_secs_f64(),
+            step_timeout_secs: d.step_timeout.as_secs_f64(),
+            token_budget: d.token_budget,
+            inline_delay_secs: d.inline_delay.as_secs_f64(),
+            max_steps: d.max_steps,
+            prices: BTreeMap::new(),
+            tools: Vec::new(),
+            allow_networks: Vec::new(),
+        }
+    }
 }
 
 /// `[chunking]`: the `chunk_document` handler. Defaults are the handler's own.
@@ -259,6 +327,7 @@ impl Default for Settings {
             migrate: false,
             chunking: ChunkingSettings::default(),
             embedding: EmbeddingSettings::default(),
+            workflows: WorkflowsSettings::default(),
         }
     }
 }
@@ -278,6 +347,21 @@ fn positive(field: &str, v: f64, min: f64) -> Result<(), ConfigError> {
             "`{field}` = {v} must be a finite number of at least {min}"
         )))
     }
+}
+
+/// CIDR networks or single addresses, or an error naming the bad entry.
+pub fn networks(field: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.iter()
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "{field}: {n:?} is not an address or CIDR network"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Settings {
@@ -410,6 +494,34 @@ impl Settings {
                 )));
             }
         }
+        let w = &self.workflows;
+        for (field, v) in [
+            ("request_timeout_secs", w.request_timeout_secs),
+            ("execution_timeout_secs", w.execution_timeout_secs),
+            ("step_timeout_secs", w.step_timeout_secs),
+        ] {
+            positive(&format!("[workflows] {field}"), v, 0.001)?;
+            secs(&format!("[workflows] {field}"), v)?;
+        }
+        secs("[workflows] inline_delay_secs", w.inline_delay_secs)?;
+        for (field, v) in [
+            ("token_budget", w.token_budget),
+            ("max_steps", w.max_steps as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "[workflows] {field} must be at least 1"
+                )));
+            }
+        }
+        for (model, p) in &w.prices {
+            if !(p.prompt_per_million >= 0.0 && p.completion_per_million >= 0.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "[workflows.prices.{model:?}] prices must be 0 or more"
+                )));
+            }
+        }
+        networks("[workflows] allow_networks", &w.allow_networks)?;
         positive("idempotency_ttl_secs", self.idempotency_ttl_secs, 0.001)?;
         if self.lease_secs < 0.03 {
             return Err(ConfigError::Invalid(format!(
@@ -422,19 +534,7 @@ impl Settings {
 
     /// The networks `[chunking] allow_networks` names, or an error naming the bad entry.
     pub fn allow_networks(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        self.chunking
-            .allow_networks
-            .iter()
-            .map(|n| {
-                n.parse::<ipnet::IpNet>()
-                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| {
-                        ConfigError::Invalid(format!(
-                            "[chunking] allow_networks: {n:?} is not an address or CIDR network"
-                        ))
-                    })
-            })
-            .collect()
+        networks("[chunking] allow_networks", &self.chunking.allow_networks)
     }
 
     /// The queues this process serves (metrics, rescue, retention; pools where it has handlers).

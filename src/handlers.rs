@@ -1,6 +1,7 @@
 //! The job handlers this process can run, built from the settings: with a database, the
 //! document kinds get their handlers (`chunk_document`; `embed_chunks` when `[embedding]` has a
-//! provider); without one they stay contracts only and their queues are not worked here.
+//! provider) and `run_workflow` its handler (`[workflows]`); without one they stay contracts
+//! only and their queues are not worked here.
 use crate::config::{ConfigError, ProviderKind, Settings};
 use crate::outbox::RedisOutbox;
 use crate::ratelimit::{Limits, RedisLimiter};
@@ -16,6 +17,9 @@ use chatter_jobs::embed::local::{Local, LocalOptions};
 use chatter_jobs::embed::openai::{OpenAi, OpenAiConfig};
 use chatter_jobs::embed::provider::{Provider, RequestLimits};
 use chatter_jobs::embed::{EmbedSettings, Embedder};
+use chatter_jobs::flow::chat::{ChatClient, ChatConfig};
+use chatter_jobs::flow::tools::Tools;
+use chatter_jobs::flow::{Runner, WorkflowSettings};
 use chatter_jobs::store::{Store, StoreError};
 use redis::aio::ConnectionManager;
 use std::path::Path;
@@ -223,6 +227,86 @@ pub async fn embedder(
     Ok(Some(Arc::new(e)))
 }
 
+/// The `run_workflow` handler: chat providers, tools and limits from `[workflows]`.
+pub fn workflow_runner(
+    s: &Settings,
+    store: &Store,
+    conn: ConnectionManager,
+    embedder: Option<Arc<Embedder>>,
+) -> Result<Runner, HandlerError> {
+    let w = &s.workflows;
+    let invalid =
+        |m: String| HandlerError::Config(ConfigError::Invalid(format!("[workflows] {m}")));
+    let mut providers = Vec::new();
+    let base_url = w
+        .base_url
+        .clone()
+        .or_else(|| std::env::var("CW_LLM_BASE_URL").ok())
+        .filter(|u| !u.is_empty());
+    if let Some(base_url) = base_url {
+        let api_key = w
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("CW_LLM_API_KEY").ok())
+            .or_else(|| std::env::var("OPENAI_API_KEY").ok())
+            .filter(|k| !k.is_empty());
+        providers.push(
+            ChatClient::new(ChatConfig {
+                name: "default".into(),
+                base_url,
+                api_key,
+                timeout: Duration::from_secs_f64(w.request_timeout_secs),
+            })
+            .map_err(invalid)?,
+        );
+    }
+    for (name, p) in &w.providers {
+        providers.push(
+            ChatClient::new(ChatConfig {
+                name: name.clone(),
+                base_url: p.base_url.clone(),
+                api_key: p.api_key.clone(),
+                timeout: Duration::from_secs_f64(
+                    p.request_timeout_secs.unwrap_or(w.request_timeout_secs),
+                ),
+            })
+            .map_err(|e| invalid(format!("providers.{name}: {e}")))?,
+        );
+    }
+    let default_provider = w.default_provider.clone().or_else(|| {
+        providers
+            .iter()
+            .any(|p| p.name() == "default")
+            .then(|| "default".to_string())
+    });
+    let guard = Guard::new(crate::config::networks(
+        "[workflows] allow_networks",
+        &w.allow_networks,
+    )?);
+    let tools =
+        Tools::new(w.tools.clone(), guard.clone()).map_err(|e| invalid(format!("tools: {e}")))?;
+    let settings = WorkflowSettings {
+        execution_timeout: Duration::from_secs_f64(w.execution_timeout_secs),
+        step_timeout: Duration::from_secs_f64(w.step_timeout_secs),
+        token_budget: w.token_budget,
+        inline_delay: Duration::from_secs_f64(w.inline_delay_secs),
+        max_steps: w.max_steps,
+        prices: w.prices.clone().into_iter().collect(),
+    };
+    let outbox = Arc::new(RedisOutbox::new(conn, &s.prefix, s.queue_options()));
+    Runner::new(
+        settings,
+        store.clone(),
+        outbox,
+        providers,
+        default_provider,
+        tools,
+        embedder,
+        guard,
+    )
+    .map_err(invalid)
+}
+
 /// Install every handler this process has what it needs for. Returns the store when there is
 /// a database.
 pub async fn install(
@@ -238,8 +322,10 @@ pub async fn install(
     let chunker = Chunker::new(chunk_settings(s)?, store.clone(), outbox)
         .map_err(|e| ConfigError::Invalid(format!("[chunking]: {e}")))?;
     Arc::new(chunker).install(registry);
-    if let Some(embedder) = embedder(s, &store, conn).await? {
-        embedder.install(registry);
+    let embedder = embedder(s, &store, conn.clone()).await?;
+    if let Some(e) = &embedder {
+        e.clone().install(registry);
     }
+    Arc::new(workflow_runner(s, &store, conn, embedder)?).install(registry);
     Ok(Some(store))
 }

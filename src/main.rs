@@ -383,6 +383,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Workflows {
+            action: WorkflowsAction::Run(a),
+        } => workflow_run(&s, &registry, a, cli.json).await?,
         Command::Search(a) => {
             let store = handlers::store(&s).await?;
             let conn = queue::connect(&s.redis_url)
@@ -458,6 +461,87 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             print(cli.json, &report);
         }
+    }
+    Ok(())
+}
+
+/// `workflows run`: enqueue, and with `--wait` follow the job to its end.
+async fn workflow_run(
+    s: &Settings,
+    registry: &Registry,
+    a: chatter_worker::cli::WorkflowRunArgs,
+    json: bool,
+) -> anyhow::Result<()> {
+    use chatter_jobs::kinds::workflows::{RunWorkflowArgs, run_job};
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let definition: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", a.file.display()))?;
+    let inputs: serde_json::Value = serde_json::from_str(&a.input)
+        .with_context(|| format!("--input is not JSON: {}", a.input))?;
+    let job = run_job(&RunWorkflowArgs {
+        definition: Some(definition),
+        definition_id: None,
+        inputs,
+        owner: a.owner.clone(),
+        execution_id: None,
+    })
+    .priority(a.priority)
+    .build();
+    let spec = registry.resolve(&job.function_name)?;
+    (spec.check)(&job).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let q = queue_handle(s, &spec.queue).await?;
+    let r = q.enqueue(&job).await?;
+    if !a.wait {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"id": r.id, "execution_id": r.id, "queue": spec.queue})
+            );
+        } else {
+            println!("{}", r.id);
+        }
+        return Ok(());
+    }
+    let until = std::time::Instant::now() + a.wait_timeout;
+    let rec = loop {
+        let rec = q
+            .show(&r.id)
+            .await?
+            .with_context(|| format!("job {} vanished", r.id))?;
+        if matches!(rec.status.as_str(), "completed" | "failed" | "cancelled") {
+            break rec;
+        }
+        if std::time::Instant::now() >= until {
+            bail!(
+                "job {} still {} after {:?}",
+                r.id,
+                rec.status,
+                a.wait_timeout
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let out = serde_json::json!({
+        "id": r.id, "execution_id": r.id, "status": rec.status,
+        "result": rec.result, "error": rec.error_message,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        match rec.result.as_ref().and_then(|v| v.get("response")) {
+            Some(serde_json::Value::String(t)) => println!("{t}"),
+            _ => println!("{}", serde_json::to_string_pretty(&out)?),
+        }
+    }
+    if rec.status != "completed" {
+        eprintln!(
+            "run {} {}: {}",
+            r.id,
+            rec.status,
+            rec.error_message.unwrap_or_default()
+        );
+        std::process::exit(1);
     }
     Ok(())
 }

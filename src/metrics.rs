@@ -86,6 +86,33 @@ fn describe() {
         REDIS_UP,
         "1 when the last scrape read the queue gauges from Redis"
     );
+    describe_counter!(
+        "chatter_workflow_runs_total",
+        "Workflow job runs by workflow and outcome (completed, failed, cancelled, retried, waiting, interrupted)"
+    );
+    describe_histogram!(
+        "chatter_workflow_node_duration_seconds",
+        Unit::Seconds,
+        "Workflow node run time by node kind"
+    );
+    describe_counter!(
+        "chatter_workflow_tool_calls_total",
+        "Workflow tool calls by tool and outcome"
+    );
+    describe_histogram!(
+        "chatter_workflow_tool_duration_seconds",
+        Unit::Seconds,
+        "Workflow tool call time by tool"
+    );
+    describe_histogram!(
+        "chatter_llm_request_duration_seconds",
+        Unit::Seconds,
+        "Chat provider request time by provider, model and outcome"
+    );
+    describe_counter!(
+        "chatter_llm_tokens_total",
+        "Chat provider tokens by provider, model and kind (prompt, completion)"
+    );
 }
 
 pub fn record_enqueued(queue: &str, kind: &str, n: u64) {

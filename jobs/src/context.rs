@@ -24,6 +24,9 @@ pub struct JobContext {
     /// The claim number that fences this run's writes.
     pub fence: u64,
     pub cancel: CancellationToken,
+    /// Tripped (before `cancel`) when a user cancelled the job, as opposed to a shutdown or a
+    /// lost claim handing it to another worker: only then may a handler record it as cancelled.
+    pub user_cancel: CancellationToken,
     progress: Option<UnboundedSender<ProgressUpdate>>,
 }
 
@@ -40,8 +43,20 @@ impl JobContext {
             attempt,
             fence,
             cancel,
+            user_cancel: CancellationToken::new(),
             progress,
         }
+    }
+
+    /// With the token a user's cancel trips.
+    pub fn with_user_cancel(mut self, token: CancellationToken) -> Self {
+        self.user_cancel = token;
+        self
+    }
+
+    /// True when the job stops because a user cancelled it.
+    pub fn cancelled_by_user(&self) -> bool {
+        self.user_cancel.is_cancelled()
     }
 
     /// Report progress (clamped to 100). Best effort: a report is dropped if the runtime is gone.

@@ -4,7 +4,7 @@
 //! (`envelope`), the closed set of outcomes a handler hands back (`outcome`), the context a handler
 //! runs with (`context`), what a handler may send out (`outbox`), the registry mapping each job
 //! kind to its queue and handler (`registry`) and the kinds' contracts (`kinds`). With the
-//! `handlers` feature: the handlers themselves (`chunk`) and their storage (`store`). The runtime
+//! `handlers` feature: the handlers themselves (`chunk`, `embed`, `flow` for workflow runs) and their storage (`store`). The runtime
 //! in `chatter-worker` wires these to Redis and apalis.
 #![forbid(unsafe_code)]
 
@@ -14,6 +14,8 @@ pub mod context;
 #[cfg(feature = "handlers")]
 pub mod embed;
 pub mod envelope;
+#[cfg(feature = "handlers")]
+pub mod flow;
 pub mod kinds;
 pub mod outbox;
 pub mod outcome;

@@ -1,5 +1,7 @@
 //! Benchmarks: `queue` (no-op jobs through our Redis queue and apalis-redis) and `chunking`
-//! (extraction and splitting of real text, with langchain-text-splitters).
+//! (extraction and splitting of real text, with langchain-text-splitters), `embedding` and
+//! `workflows` (with `chat_server`, a local OpenAI-compatible chat server).
+pub mod chat_server;
 pub mod chunking;
 pub mod embedding;
 pub mod queue;

@@ -27,6 +27,8 @@ pub struct Claim {
 #[derive(Debug)]
 struct Held {
     cancel: CancellationToken,
+    /// Tripped with `cancel` when a user cancelled the job (not on shutdown or a lost claim).
+    user: CancellationToken,
     /// Holds a concurrency permit: claimed and not yet ended (buffered or running).
     active: bool,
     /// Given back at shutdown: whatever the handler says later is not recorded.
@@ -85,6 +87,7 @@ impl Shared {
     pub fn hold(&self, c: &Claimed) {
         let held = Held {
             cancel: CancellationToken::new(),
+            user: CancellationToken::new(),
             active: true,
             handed_back: false,
         };
@@ -92,10 +95,10 @@ impl Shared {
     }
 
     pub fn context_for(&self, claim: &Claim) -> JobContext {
-        let cancel = self
+        let (cancel, user) = self
             .held()
             .get(&(claim.id.clone(), claim.fence))
-            .map(|h| h.cancel.clone())
+            .map(|h| (h.cancel.clone(), h.user.clone()))
             .unwrap_or_default();
         JobContext::new(
             claim.id.clone(),
@@ -104,6 +107,7 @@ impl Shared {
             cancel,
             Some(self.progress_tx.clone()),
         )
+        .with_user_cancel(user)
     }
 
     /// (id, fence) of every claim whose lease must be kept alive.
@@ -119,6 +123,7 @@ impl Shared {
     pub fn cancel_ids(&self, ids: &[String]) {
         for ((id, _), h) in self.held().iter() {
             if ids.contains(id) {
+                h.user.cancel();
                 h.cancel.cancel();
             }
         }

@@ -87,6 +87,27 @@ pub fn parse_and_validate(json: &str) -> Result<Workflow, Invalid> {
 }
 
 pub fn validate(def: &Definition) -> Result<Workflow, Invalid> {
+    // An oversized graph is refused on its size alone: checking (and listing) each of its
+    // nodes would let one request cost any amount of work and text.
+    let mut too_big = Vec::new();
+    for (field, n, max) in [
+        ("nodes", def.nodes.len(), MAX_NODES),
+        ("edges", def.edges.len(), MAX_EDGES),
+    ] {
+        if n > max {
+            too_big.push(Problem {
+                at: "workflow".into(),
+                field: field.into(),
+                message: format!("{n} {field}; at most {max}"),
+            });
+        }
+    }
+    if !too_big.is_empty() {
+        return Err(Invalid {
+            name: Some(def.name.clone()).filter(|n| !n.is_empty()),
+            problems: too_big,
+        });
+    }
     let mut problems = Vec::new();
     let mut problem = |at: String, field: &str, message: String| {
         problems.push(Problem {
@@ -95,15 +116,6 @@ pub fn validate(def: &Definition) -> Result<Workflow, Invalid> {
             message,
         })
     };
-    let wf = |m: &str| ("workflow".to_string(), m.to_string());
-    if def.nodes.len() > MAX_NODES {
-        let (at, m) = wf(&format!("{} nodes; at most {MAX_NODES}", def.nodes.len()));
-        problem(at, "nodes", m);
-    }
-    if def.edges.len() > MAX_EDGES {
-        let (at, m) = wf(&format!("{} edges; at most {MAX_EDGES}", def.edges.len()));
-        problem(at, "edges", m);
-    }
 
     // Nodes: ids and kinds.
     let mut index: HashMap<&str, usize> = HashMap::new();

@@ -173,7 +173,7 @@ impl Provider for OpenAi {
 }
 
 /// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`, as a wait from now.
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |name: &str| h.get(name)?.to_str().ok().map(str::trim);
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         return Duration::try_from_secs_f64(ms / 1000.0).ok();
@@ -187,7 +187,7 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 /// The provider's own error message (`{"error": {"message": ...}}`), else the body's start.
-fn provider_message(body: &[u8]) -> String {
+pub(crate) fn provider_message(body: &[u8]) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let msg = parsed
         .as_ref()
@@ -206,7 +206,7 @@ fn provider_message(body: &[u8]) -> String {
     msg
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

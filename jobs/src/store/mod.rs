@@ -1,10 +1,12 @@
 //! PostgreSQL storage of the job handlers: the connection pool, the migrations, and one module
-//! per table family (`documents`: documents and their chunks).
+//! per table family (`documents`: documents and their chunks; `vectors`: embeddings;
+//! `workflows`: workflow definitions, executions, checkpoints and memory).
 //!
 //! This is the narrow seam the embedded SQLite default will slot in behind: handlers call these
 //! methods and never write SQL of their own.
 pub mod documents;
 pub mod vectors;
+pub mod workflows;
 
 /// The driver, for callers that run their own statements (benchmarks, tests).
 pub use sqlx;
@@ -29,6 +31,9 @@ pub enum StoreError {
     /// A vector space's tables exist for another model.
     #[error("vector space: {0}")]
     Space(String),
+    /// A stored value that cannot be read back (or a value that cannot be stored).
+    #[error("stored data: {0}")]
+    Data(String),
     /// Another run took the document over (this one lost its lease, or a newer job started).
     #[error("document {document} is now processed by job {job_id} (claim {fence})")]
     Superseded {
