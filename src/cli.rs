@@ -249,6 +249,29 @@ pub enum BenchWhat {
     /// The local model's chunks/s with sentence-transformers on the same chunks, then end-to-end
     /// ingestion into pgvector by a worker process (documents/s, chunks/s, peak RSS).
     Embedding(EmbeddingBenchArgs),
+    /// A 10-node workflow against a local chat server answering at once: engine overhead per
+    /// node (in memory, and checkpointed in PostgreSQL) and runs/s end to end through Redis and
+    /// a worker pool, with LangGraph on the same graph and server.
+    Workflows(WorkflowsBenchArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct WorkflowsBenchArgs {
+    /// Workflow runs per end-to-end round (and per LangGraph round).
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Runs at once (the worker pool's concurrency; LangGraph's semaphore).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Sequential runs per round of the in-memory engine measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub engine_runs: usize,
+    /// Timed rounds (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Skip LangGraph.
+    #[arg(long)]
+    pub no_peer: bool,
 }
 
 #[derive(Args, Clone, Debug)]

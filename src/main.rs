@@ -434,6 +434,19 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             print(cli.json, &report);
         }
         Command::Bench {
+            what: BenchWhat::Workflows(a),
+        } => {
+            if a.runs == 0 || a.concurrency == 0 || a.rounds == 0 || a.engine_runs == 0 {
+                anyhow::bail!(
+                    "--runs, --concurrency, --rounds and --engine-runs must be at least 1"
+                );
+            }
+            let report = bench::workflows::run(&a, &s.redis_url, s.database_url.as_deref())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print(cli.json, &report);
+        }
+        Command::Bench {
             what: BenchWhat::Chunking(a),
         } => {
             let report = tokio::task::spawn_blocking(move || bench::chunking::run(&a))

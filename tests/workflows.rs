@@ -717,3 +717,46 @@ async fn a_rerun_of_a_finished_execution_returns_its_output_without_calling_the_
     assert!(rec.error_message.unwrap().contains("another owner"));
     pool.stop().await;
 }
+
+#[tokio::test]
+async fn a_stored_definition_runs_by_id_for_its_owner_only() {
+    let kit = kit().await;
+    let runner = kit.runner(&[], vec![], Kit::settings());
+    let pool = kit.pool(&runner);
+    let def = library("rag_answer").pipe_rag_to_chat();
+    let id = kit
+        .k
+        .store
+        .put_workflow_definition("owner-1", &def)
+        .await
+        .unwrap();
+    let by_id = |owner: &str| {
+        run_job(&RunWorkflowArgs {
+            definition: None,
+            definition_id: Some(id.clone()),
+            inputs: json!({"message": "stored"}),
+            owner: owner.into(),
+            execution_id: None,
+        })
+        .max_retries(0)
+        .build()
+    };
+    let mine = by_id("owner-1");
+    kit.wq.enqueue(&mine).await.unwrap();
+    let (status, row) = kit.wait(&mine.id).await;
+    assert_eq!(status, "completed", "{row}");
+    assert_eq!(row["workflow_type"], "definition");
+    assert_eq!(row["definition_id"], id.as_str());
+    assert_eq!(row["output_data"]["response"], "echo: stored");
+    let theirs = by_id("owner-2");
+    kit.wq.enqueue(&theirs).await.unwrap();
+    assert_eq!(kit.wait(&theirs.id).await.0, "failed");
+    let rec = kit.wq.show(&theirs.id).await.unwrap().unwrap();
+    assert!(
+        rec.error_message
+            .unwrap()
+            .contains("no workflow definition"),
+        "owner-2 cannot run it"
+    );
+    pool.stop().await;
+}

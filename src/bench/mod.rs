@@ -5,6 +5,7 @@ pub mod chat_server;
 pub mod chunking;
 pub mod embedding;
 pub mod queue;
+pub mod workflows;
 
 pub use queue::{BenchOptions, BenchReport, SystemResult, run};
 

@@ -238,7 +238,7 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, BoxDynError> {
     })
 }
 
-async fn delete_prefix(url: &str, pattern: &str) -> Result<(), BoxDynError> {
+pub(crate) async fn delete_prefix(url: &str, pattern: &str) -> Result<(), BoxDynError> {
     let mut conn = queue::connect(url).await?;
     let mut cursor: u64 = 0;
     loop {

@@ -146,11 +146,24 @@ impl Engine<'_> {
             }
             let node = &self.workflow.nodes[i];
             let started = Instant::now();
+            // A node gets the step timeout, or what is left of the execution's time if less.
+            let left = self.limits.deadline.saturating_duration_since(started);
+            let budget = self.limits.step_timeout.min(left);
             let result = tokio::select! {
                 _ = self.cancel.cancelled() => return RunOutcome::Cancelled,
-                r = tokio::time::timeout(self.limits.step_timeout, self.node(i, state)) => r.unwrap_or_else(|_| {
-                    Err(StepError::retryable(format!("step timed out after {:?}", self.limits.step_timeout)))
-                }),
+                r = tokio::time::timeout(budget, self.node(i, state)) => match r {
+                    Ok(r) => r,
+                    Err(_) if budget < self.limits.step_timeout => {
+                        return RunOutcome::Failed(format!(
+                            "execution timeout: node {:?} was still running when the execution's time ran out",
+                            node.id
+                        ));
+                    }
+                    Err(_) => Err(StepError::retryable(format!(
+                        "step timed out after {:?}",
+                        self.limits.step_timeout
+                    ))),
+                },
             };
             let ms = started.elapsed().as_millis() as u64;
             state.log.push(crate::state::LogEntry {

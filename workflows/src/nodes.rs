@@ -192,7 +192,10 @@ impl Engine<'_> {
                 if left > self.limits.inline_delay {
                     return Ok(Flow::Wait(left));
                 }
-                tokio::time::sleep(left).await;
+                // A zero sleep would still wait for the timer's next tick (about 1 ms).
+                if !left.is_zero() {
+                    tokio::time::sleep(left).await;
+                }
                 state.wait_until_ms = None;
             }
         }

@@ -4,7 +4,14 @@
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-fn environment() -> Environment<'static> {
+/// One environment for the process: building one (filters, tests, globals) costs more than
+/// rendering a short prompt.
+fn environment() -> &'static Environment<'static> {
+    static ENV: std::sync::LazyLock<Environment<'static>> = std::sync::LazyLock::new(build);
+    &ENV
+}
+
+fn build() -> Environment<'static> {
     let mut env = Environment::new();
     // A misspelt variable renders as nothing rather than failing a run mid-way; `| default`
     // and `is defined` work as in Jinja.

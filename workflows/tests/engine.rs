@@ -439,3 +439,47 @@ async fn a_run_stops_at_the_step_limit() {
     }
     assert_eq!(state.step, 6);
 }
+
+#[tokio::test]
+async fn a_hanging_node_hits_the_step_timeout_or_the_execution_timeout() {
+    let wf = library("rag_answer");
+    let fake = Fake {
+        hang: true,
+        ..Fake::default()
+    };
+    let saved = Saved::default();
+    let run = |limits: Limits| {
+        let (wf, fake, saved) = (&wf, &fake, &saved);
+        async move {
+            let engine = Engine {
+                workflow: wf,
+                services: fake,
+                checkpoints: saved,
+                limits,
+                cancel: CancellationToken::new(),
+            };
+            let mut state = State::new(input("q"), wf.start);
+            engine.run(&mut state).await
+        }
+    };
+    // The step's own limit: retryable (the job runs again from the checkpoint).
+    let out = run(Limits {
+        step_timeout: Duration::from_millis(50),
+        ..limits()
+    })
+    .await;
+    assert!(
+        matches!(&out, RunOutcome::Retry(m) if m.contains("step timed out after 50ms")),
+        "{out:?}"
+    );
+    // The execution's time runs out inside the node: the run fails, not retried.
+    let out = run(Limits {
+        deadline: Instant::now() + Duration::from_millis(80),
+        ..limits()
+    })
+    .await;
+    assert!(
+        matches!(&out, RunOutcome::Failed(m) if m.contains("execution timeout") && m.contains("\"answer\"")),
+        "{out:?}"
+    );
+}
