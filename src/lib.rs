@@ -28,6 +28,8 @@ pub mod queue;
 #[cfg(feature = "worker")]
 pub mod ratelimit;
 #[cfg(feature = "worker")]
+pub mod reconcile;
+#[cfg(feature = "worker")]
 pub mod rescuer;
 #[cfg(feature = "worker")]
 pub mod retention;

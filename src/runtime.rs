@@ -6,9 +6,11 @@ use crate::http::{self, HttpState};
 use crate::metrics;
 use crate::pool::{self, PoolReport};
 use crate::queue::{self, Keys, RedisQueue};
+use crate::reconcile::Reconciler;
 use crate::rescuer::{Rescuer, RescuerConfig};
 use crate::retention::{Retention, RetentionConfig};
 use chatter_jobs::Registry;
+use chatter_jobs::registry::queues;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -44,7 +46,7 @@ pub async fn run(
     let Some(mut conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
-    handlers::install(&settings, &mut registry, conn.clone()).await?;
+    let store = handlers::install(&settings, &mut registry, conn.clone()).await?;
     let names = settings.queue_names(&registry);
     let _: () = redis::cmd("SADD")
         .arg(Keys::registry(&settings.prefix))
@@ -86,6 +88,23 @@ pub async fn run(
         queues: queues.clone(),
     };
     let retention = tokio::spawn(retention.run(background.clone()));
+    // Workflow executions whose job ended without its handler are closed from the job's state.
+    let reconcile = store
+        .filter(|_| names.iter().any(|n| n == queues::WORKFLOWS))
+        .map(|store| {
+            let r = Reconciler {
+                store,
+                queue: RedisQueue::new(
+                    conn.clone(),
+                    &settings.prefix,
+                    queues::WORKFLOWS,
+                    settings.queue_options(),
+                ),
+                interval: Duration::from_secs_f64(settings.retention_interval_secs),
+                idle: Duration::from_secs_f64(settings.workflows.step_timeout_secs.max(1.0) * 2.0),
+            };
+            tokio::spawn(r.run(background.clone()))
+        });
 
     let pools: Vec<_> = queues
         .into_iter()
@@ -130,6 +149,9 @@ pub async fn run(
     }
     background.cancel();
     let _ = tokio::join!(http, rescuer, retention);
+    if let Some(r) = reconcile {
+        let _ = r.await;
+    }
     Ok(reports)
 }
 

@@ -177,7 +177,11 @@ async fn migrate_creates_the_tables_once() {
             "document_chunks",
             "document_runs",
             "documents",
-            "embedding_spaces"
+            "embedding_spaces",
+            "workflow_definitions",
+            "workflow_executions",
+            "workflow_memory",
+            "workflow_steps"
         ]
     );
     let out = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))

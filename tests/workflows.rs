@@ -760,3 +760,112 @@ async fn a_stored_definition_runs_by_id_for_its_owner_only() {
     );
     pool.stop().await;
 }
+
+fn delay_def(ms: u64) -> Value {
+    json!({"name": "wait", "nodes": [
+        {"id": "s", "type": "start"},
+        {"id": "wait", "type": "delay", "config": {"delay_type": "fixed", "duration_ms": ms}},
+        {"id": "e", "type": "end", "config": {"output": "waited"}}],
+      "edges": [{"id": "1", "source": "s", "target": "wait"}, {"id": "2", "source": "wait", "target": "e"}]})
+}
+
+#[tokio::test]
+async fn a_long_delay_snoozes_the_job_and_a_cancel_while_snoozed_closes_the_execution() {
+    let kit = kit().await;
+    let settings = WorkflowSettings {
+        inline_delay: Duration::from_millis(50),
+        ..Kit::settings()
+    };
+    let runner = kit.runner(&[], vec![], settings);
+    let pool = kit.pool(&runner);
+    // 400 ms is past the inline limit: the job goes back to the scheduled set and resumes.
+    let (status, row) = kit.run(delay_def(400), json!({})).await;
+    assert_eq!(status, "completed", "{row}");
+    assert_eq!(row["output_data"]["response"], "waited");
+    let kinds: Vec<&str> = row["execution_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["start", "delay", "delay", "end"],
+        "ran, snoozed, resumed"
+    );
+
+    // A run snoozed for a minute is cancelled in the queue: its handler never runs again, and
+    // the reconciler closes the execution.
+    let job = kit.job(delay_def(60_000), json!({}));
+    kit.wq.enqueue(&job).await.unwrap();
+    wait_until(LIMIT, "the run to snooze", || async {
+        kit.wq.show(&job.id).await.unwrap().unwrap().status == "pending"
+            && kit.k.store.execution(&job.id).await.unwrap().is_some()
+    })
+    .await;
+    kit.wq.cancel(&job.id).await.unwrap();
+    assert_eq!(
+        kit.k.store.execution(&job.id).await.unwrap().unwrap()["status"],
+        "running"
+    );
+    let reconciler = chatter_worker::reconcile::Reconciler {
+        store: kit.k.store.clone(),
+        queue: kit.wq.clone(),
+        interval: Duration::from_secs(1),
+        idle: Duration::ZERO,
+    };
+    assert_eq!(reconciler.run_once().await.unwrap(), 1);
+    let row = kit.k.store.execution(&job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (row["status"].as_str(), row["error_message"].as_str()),
+        (Some("cancelled"), Some("cancelled"))
+    );
+    assert_eq!(reconciler.run_once().await.unwrap(), 0, "closed once");
+    pool.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_job_for_a_running_execution_is_refused() {
+    let kit = kit().await;
+    let runner = kit.runner(&[], vec![], Kit::settings());
+    let pool = kit.pool(&runner);
+    kit.chat
+        .rule("HOLD", Reply::Hang(Duration::from_millis(1500)));
+    let args = RunWorkflowArgs {
+        definition: Some(library("rag_answer").pipe_rag_to_chat()),
+        definition_id: None,
+        inputs: json!({"message": "HOLD"}),
+        owner: "owner-1".into(),
+        execution_id: Some("exec-shared".into()),
+    };
+    let first = run_job(&args).max_retries(0).build();
+    kit.wq.enqueue(&first).await.unwrap();
+    wait_until(LIMIT, "the first job's model call", || async {
+        !kit.chat.seen().is_empty()
+    })
+    .await;
+    let second = run_job(&args).max_retries(0).build();
+    kit.wq.enqueue(&second).await.unwrap();
+    assert_eq!(kit.wait(&second.id).await.0, "failed");
+    let err = kit
+        .wq
+        .show(&second.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .error_message
+        .unwrap();
+    assert!(
+        err.contains(&format!("is being run by job {}", first.id)),
+        "{err}"
+    );
+    let (status, _) = kit.wait(&first.id).await;
+    assert_eq!(status, "completed");
+    assert_eq!(kit.chat.seen().len(), 1, "one model call for the execution");
+    let row = kit.k.store.execution("exec-shared").await.unwrap().unwrap();
+    assert_eq!(
+        (row["status"].as_str(), row["job_id"].as_str()),
+        (Some("completed"), Some(first.id.as_str()))
+    );
+    pool.stop().await;
+}

@@ -206,7 +206,11 @@ fn sse(id: String, model: String, n: u64, reply: Reply) -> Response {
         Reply::Tools(calls) => {
             for (i, (name, args)) in calls.iter().enumerate() {
                 let text = args.to_string();
-                let (a, b) = text.split_at(text.len() / 2);
+                let mut mid = text.len() / 2;
+                while !text.is_char_boundary(mid) {
+                    mid -= 1;
+                }
+                let (a, b) = text.split_at(mid);
                 frames.push((
                     Duration::ZERO,
                     chunk(json!({"tool_calls": [{"index": i,

@@ -171,7 +171,7 @@ struct PgCheckpoints {
 impl Checkpoints for PgCheckpoints {
     fn save<'a>(&'a self, s: &'a State) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            match self.store.save_step(&self.execution, 1, s).await {
+            match self.store.save_step(&self.execution, "bench", 1, s).await {
                 Ok(true) => Ok(()),
                 Ok(false) => Err(StepError::fatal("no execution row")),
                 Err(e) => Err(StepError::retryable(e.to_string())),
@@ -392,7 +392,7 @@ pub async fn run(
     };
     if let Some((_, store, _)) = &db {
         sqlx::query(
-            "INSERT INTO workflow_executions (id, owner_id, status, fence) VALUES ('bench', 'bench', 'running', 1)",
+            "INSERT INTO workflow_executions (id, owner_id, status, fence, job_id) VALUES ('bench', 'bench', 'running', 1, 'bench')",
         )
         .execute(store.pool())
         .await

@@ -51,16 +51,20 @@ impl Engine<'_> {
                         state.tokens()
                     )));
                 }
-                // The user's turn, unless the model is being handed tool results.
-                if state.messages.last().is_none_or(|m| m.role != "tool") {
+                // The user's turn, unless the model is being handed tool results. The state
+                // changes only once the call succeeded: a retried node starts from it as it was.
+                let turn = if state.messages.last().is_none_or(|m| m.role != "tool") {
                     let prompt = template_or_input(c.prompt.as_deref(), "message", state)?;
-                    state.messages.push(Message::new("user", prompt));
-                }
+                    Some(Message::new("user", prompt))
+                } else {
+                    None
+                };
                 let mut messages = Vec::new();
                 if let Some(t) = &c.system_prompt {
                     messages.push(Message::new("system", render(t, state)?));
                 }
                 messages.extend(state.messages.iter().cloned());
+                messages.extend(turn.iter().cloned());
                 let r = self
                     .services
                     .chat(ChatRequest {
@@ -74,11 +78,13 @@ impl Engine<'_> {
                         stream: c.stream,
                     })
                     .await?;
-                state.prompt_tokens += r.prompt_tokens;
-                state.completion_tokens += r.completion_tokens;
+                state.prompt_tokens = state.prompt_tokens.saturating_add(r.prompt_tokens);
+                state.completion_tokens =
+                    state.completion_tokens.saturating_add(r.completion_tokens);
                 state.cost += r.cost;
                 state.last_response = r.content.clone();
                 state.pending_tool_calls = r.tool_calls.clone();
+                state.messages.extend(turn);
                 state.messages.push(Message {
                     tool_calls: r.tool_calls,
                     ..Message::new("assistant", r.content)
@@ -87,8 +93,9 @@ impl Engine<'_> {
             NodeKind::Tools(c) => {
                 // One call at a time, each checkpointed: after a crash the calls that finished
                 // are not made again.
-                while !state.pending_tool_calls.is_empty() {
-                    let call = state.pending_tool_calls.remove(0);
+                // A call leaves the pending list only once answered: a timed-out or
+                // interrupted call is made again, a finished one never.
+                while let Some(call) = state.pending_tool_calls.first().cloned() {
                     let result = if !c.available_tools.contains(&call.name) {
                         Err(StepError::fatal(format!(
                             "tool {:?} is not available to this node",
@@ -120,6 +127,7 @@ impl Engine<'_> {
                             serde_json::json!({ "error": e.message }).to_string()
                         }
                     };
+                    state.pending_tool_calls.remove(0);
                     state.messages.push(Message {
                         tool_call_id: Some(call.id.clone()),
                         ..Message::new("tool", content)
@@ -183,7 +191,7 @@ impl Engine<'_> {
                             c.variable.as_deref(),
                             state,
                         );
-                        let t = now_ms() + ms;
+                        let t = now_ms().saturating_add(ms);
                         state.wait_until_ms = Some(t);
                         t
                     }
@@ -242,12 +250,16 @@ fn variable(
     Ok(())
 }
 
+/// The longest any delay waits (30 days), whatever its settings or variable say.
+pub const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
+
 fn delay_ms(kind: DelayType, base: u64, max: Option<u64>, var: Option<&str>, state: &State) -> u64 {
-    let cap = max.unwrap_or(u64::MAX);
+    let cap = max.unwrap_or(MAX_DELAY_MS).min(MAX_DELAY_MS);
+    let base = base.min(cap);
     match kind {
         DelayType::Fixed => base,
         DelayType::Random => {
-            let hi = max.unwrap_or(base).max(base);
+            let hi = max.unwrap_or(base).clamp(base, cap);
             use std::hash::{BuildHasher, RandomState};
             base + RandomState::new().hash_one(now_ms()) % (hi - base + 1)
         }
@@ -258,7 +270,7 @@ fn delay_ms(kind: DelayType, base: u64, max: Option<u64>, var: Option<&str>, sta
         DelayType::Dynamic => var
             .and_then(|v| state.variables.get(v))
             .and_then(Value::as_f64)
-            .map_or(base, |ms| ms.max(0.0) as u64)
+            .map_or(base, |ms| ms.clamp(0.0, cap as f64) as u64)
             .min(cap),
     }
 }

@@ -306,6 +306,15 @@ async fn provider_errors_retry_the_job_or_an_error_handler_retries_in_place() {
     let mut state = State::new(input("q"), wf.start);
     assert_eq!(run(&wf, &fake, &mut state).await.0, RunOutcome::Completed);
     assert_eq!(state.response.as_deref(), Some("fine"));
+    // Each try started from the state as it was: the prompt went to the model once per try,
+    // and the state holds it once.
+    for req in fake.chats.lock().unwrap().iter() {
+        assert_eq!(req.messages.iter().filter(|m| m.role == "user").count(), 1);
+    }
+    assert_eq!(
+        state.messages.iter().filter(|m| m.role == "user").count(),
+        1
+    );
     *fake.chat_failures.lock().unwrap() = 5;
     let mut state = State::new(input("q"), wf.start);
     assert_eq!(run(&wf, &fake, &mut state).await.0, RunOutcome::Completed);

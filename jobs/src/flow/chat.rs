@@ -30,6 +30,10 @@ pub struct ChatClient {
     tokenizer: Tokenizer,
 }
 
+/// Model names seen as metric labels (user-chosen: bounded).
+static MODEL_LABELS: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
 /// How many times a request is tried before the node fails.
 const TRIES: u32 = 3;
 
@@ -77,8 +81,9 @@ impl ChatClient {
                 Err(e) if e.0.retryable => "retryable_error",
                 Err(_) => "error",
             };
+            let model = super::bounded(&MODEL_LABELS, &req.model);
             metrics::histogram!("chatter_llm_request_duration_seconds",
-                "provider" => self.config.name.clone(), "model" => req.model.clone(), "outcome" => outcome)
+                "provider" => self.config.name.clone(), "model" => model.clone(), "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());
             match r {
                 Ok(mut resp) => {
@@ -96,7 +101,7 @@ impl ChatClient {
                         ("completion", resp.completion_tokens),
                     ] {
                         metrics::counter!("chatter_llm_tokens_total",
-                            "provider" => self.config.name.clone(), "model" => req.model.clone(), "kind" => kind)
+                            "provider" => self.config.name.clone(), "model" => model.clone(), "kind" => kind)
                         .increment(n);
                     }
                     return Ok(resp);
@@ -160,10 +165,14 @@ impl ChatClient {
         let mut out = ChatResponse::default();
         let mut calls: Vec<ToolCall> = Vec::new();
         let mut events = resp.bytes_stream().eventsource();
+        // A stream must end with `[DONE]` or a finish reason: one cut short is an error (its
+        // content would be half an answer), not a result.
+        let mut ended = false;
         while let Some(ev) = events.next().await {
             let ev = ev.map_err(|e| broken(format!("stream broke: {e}")))?;
             let data = ev.data.trim();
             if data == "[DONE]" {
+                ended = true;
                 break;
             }
             if data.is_empty() {
@@ -177,6 +186,11 @@ impl ChatClient {
             if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
                 out.prompt_tokens = u["prompt_tokens"].as_u64().unwrap_or(0);
                 out.completion_tokens = u["completion_tokens"].as_u64().unwrap_or(0);
+            }
+            if v.pointer("/choices/0/finish_reason")
+                .is_some_and(|f| !f.is_null())
+            {
+                ended = true;
             }
             let Some(delta) = v.pointer("/choices/0/delta") else {
                 continue;
@@ -194,7 +208,14 @@ impl ChatClient {
                 .into_iter()
                 .flatten()
             {
-                let i = tc.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let id = tc.get("id").and_then(Value::as_str);
+                // By index; a provider that sends none is keyed by the call's id.
+                let i = match tc.get("index").and_then(Value::as_u64) {
+                    Some(i) => i as usize,
+                    None => id
+                        .and_then(|id| calls.iter().position(|c| c.id == id))
+                        .unwrap_or(calls.len().saturating_sub(usize::from(id.is_none()))),
+                };
                 if i > 127 {
                     return Err(broken(format!("tool call index {i} out of range")));
                 }
@@ -209,15 +230,28 @@ impl ChatClient {
                 if let Some(id) = tc.get("id").and_then(Value::as_str) {
                     c.id = id.to_string();
                 }
-                if let Some(n) = tc.pointer("/function/name").and_then(Value::as_str) {
-                    c.name.push_str(n);
+                // The name comes whole (some providers repeat it in every delta).
+                if let Some(n) = tc.pointer("/function/name").and_then(Value::as_str)
+                    && c.name.is_empty()
+                {
+                    c.name = n.to_string();
                 }
                 if let Some(a) = tc.pointer("/function/arguments").and_then(Value::as_str) {
                     c.arguments.push_str(a);
                 }
             }
         }
+        if !ended {
+            return Err(broken(
+                "the stream ended before [DONE] or a finish reason (cut short)".into(),
+            ));
+        }
         out.tool_calls = calls.into_iter().filter(|c| !c.name.is_empty()).collect();
+        for c in &mut out.tool_calls {
+            if c.arguments.trim().is_empty() {
+                c.arguments = "{}".into();
+            }
+        }
         name_calls(&mut out.tool_calls);
         Ok(out)
     }

@@ -31,7 +31,7 @@ use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tools::Tools;
@@ -245,18 +245,22 @@ impl Runner {
         tracing::debug!(%execution, workflow = %name, resumed, step = state.step, "workflow run starts");
 
         // Tokens go out in order through one task, so a slow publish never stalls the stream.
-        let (tokens, mut rx) = mpsc::unbounded_channel::<(String, String)>();
+        let (tokens, mut rx) = mpsc::unbounded_channel::<(String, u64, String)>();
         let outbox = self.outbox.clone();
+        // `attempt` and `call` tell a consumer when a node's answer starts over (a retried
+        // call streams again from its first token).
         let base = json!({
             "type": "workflow.token",
             "owner_id": args.owner,
             "job_id": job.id,
             "execution_id": execution,
+            "attempt": ctx.attempt,
         });
         let publisher = tokio::spawn(async move {
-            while let Some((node, delta)) = rx.recv().await {
+            while let Some((node, call, delta)) = rx.recv().await {
                 let mut e = base.clone();
                 e["node"] = json!(node);
+                e["call"] = json!(call);
                 e["delta"] = json!(delta);
                 if let Err(err) = outbox.publish(e).await {
                     tracing::debug!(error = %err, "token event not published");
@@ -271,7 +275,9 @@ impl Runner {
             workflow: &workflow,
             ctx: &ctx,
             tokens,
+            calls: AtomicU64::new(0),
             logged: AtomicUsize::new(state.log.len()),
+            job_id: &job.id,
         };
         let engine = Engine {
             workflow: &workflow,
@@ -293,12 +299,13 @@ impl Runner {
             RunOutcome::Retry(_) => "retried",
             RunOutcome::Wait(_) => "waiting",
         };
-        metrics::counter!("chatter_workflow_runs_total", "workflow" => name, "outcome" => label_outcome)
+        metrics::counter!("chatter_workflow_runs_total", "workflow" => bounded(&WORKFLOW_LABELS, &name), "outcome" => label_outcome)
             .increment(1);
         let output = output(&state);
         let end = |status: &'static str, error: Option<String>| {
             let store = self.store.clone();
             let execution = execution.clone();
+            let job_id = job.id.clone();
             let output = output.clone();
             let state = &state;
             async move {
@@ -308,7 +315,10 @@ impl Runner {
                     error: error.as_deref(),
                     state,
                 };
-                match store.end_execution(&execution, fence, &ending).await {
+                match store
+                    .end_execution(&execution, &job_id, fence, &ending)
+                    .await
+                {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(JobError::Fatal(format!(
                         "execution {execution} is run by a newer claim"
@@ -327,7 +337,11 @@ impl Runner {
                 Err(JobError::Fatal(m))
             }
             RunOutcome::Cancelled if ctx.cancelled_by_user() => {
-                end("cancelled", Some("cancelled".into())).await?;
+                // The job ends cancelled whatever happens here (the reconciler finishes a row
+                // this write missed).
+                if let Err(e) = end("cancelled", Some("cancelled".into())).await {
+                    tracing::warn!(%execution, error = %e, "cancelled run not recorded");
+                }
                 Err(JobError::Cancelled)
             }
             // Shutdown or a lost claim: the run resumes from its checkpoint elsewhere.
@@ -335,6 +349,15 @@ impl Runner {
                 "interrupted (shutdown or lost claim); resumes from its last checkpoint".into(),
             )),
             RunOutcome::Retry(m) => {
+                // The failed try's log entry (and its time, which the execution timeout
+                // counts) is kept; the state is as before the node, which runs again.
+                if let Err(e) = self
+                    .store
+                    .save_step(&execution, &job.id, fence, &state)
+                    .await
+                {
+                    tracing::debug!(%execution, error = %e, "failed try not checkpointed");
+                }
                 if ctx.attempt >= job.max_attempts() {
                     end("failed", Some(format!("{m} (attempts spent)"))).await?;
                 }
@@ -401,10 +424,31 @@ impl Runner {
     }
 }
 
-/// A workflow's name as a metric label: bounded, so a user's naming cannot explode series.
+/// A workflow's name, short, for logs and metric labels.
 fn label(name: &str) -> String {
     let n: String = name.chars().take(64).collect();
     if n.is_empty() { "(unnamed)".into() } else { n }
+}
+
+/// Distinct values a user-chosen metric label may take in one process; later ones are
+/// `other`, so definitions named at will cannot grow the series without bound.
+const MAX_LABELS: usize = 200;
+
+pub(crate) static WORKFLOW_LABELS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashSet<String>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// `value`, or `other` once `MAX_LABELS` other values were seen.
+pub(crate) fn bounded(
+    seen: &std::sync::Mutex<std::collections::HashSet<String>>,
+    value: &str,
+) -> String {
+    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.contains(value) || (seen.len() < MAX_LABELS && seen.insert(value.to_string())) {
+        value.to_string()
+    } else {
+        "other".into()
+    }
 }
 
 /// An execution's output (Chatter's shape).
@@ -430,9 +474,12 @@ struct Run<'a> {
     fence: i64,
     workflow: &'a Workflow,
     ctx: &'a JobContext,
-    tokens: mpsc::UnboundedSender<(String, String)>,
+    tokens: mpsc::UnboundedSender<(String, u64, String)>,
+    /// Model calls made by this attempt (numbers the token events of each).
+    calls: AtomicU64,
     /// Log entries already recorded in metrics.
     logged: AtomicUsize,
+    job_id: &'a str,
 }
 
 impl Run<'_> {
@@ -456,9 +503,10 @@ impl Services for Run<'_> {
             let client = self.runner.provider(req.provider.as_deref())?;
             let tools = self.runner.tools.schemas(&req.tools)?;
             let node = req.node.clone();
+            let call = self.calls.fetch_add(1, Ordering::Relaxed);
             let tx = self.tokens.clone();
             let on_token = move |t: &str| {
-                let _ = tx.send((node.clone(), t.to_string()));
+                let _ = tx.send((node.clone(), call, t.to_string()));
             };
             let mut r = client.complete(&req, &tools, &on_token).await?;
             r.cost = self.runner.cost(&req.model, &r);
@@ -548,7 +596,7 @@ impl Checkpoints for Run<'_> {
             let saved = self
                 .runner
                 .store
-                .save_step(self.execution, self.fence, state)
+                .save_step(self.execution, self.job_id, self.fence, state)
                 .await
                 .map_err(retryable)?;
             if !saved {

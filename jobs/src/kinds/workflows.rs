@@ -32,6 +32,9 @@ pub fn check_run(job: &Job) -> Result<(), String> {
     if a.owner.trim().is_empty() {
         return Err("`owner` is empty".into());
     }
+    if a.owner.len() > 64 {
+        return Err(format!("`owner` is {} bytes; at most 64", a.owner.len()));
+    }
     if !(a.inputs.is_object() || a.inputs.is_null()) {
         return Err("`inputs` must be a JSON object".into());
     }

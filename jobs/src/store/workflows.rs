@@ -101,6 +101,8 @@ impl Store {
                     started_at = COALESCE(workflow_executions.started_at, now()),
                     updated_at = now()
               WHERE workflow_executions.owner_id = EXCLUDED.owner_id
+                AND (workflow_executions.job_id IS NULL
+                     OR workflow_executions.job_id = EXCLUDED.job_id)
                 AND workflow_executions.fence <= EXCLUDED.fence
                 AND workflow_executions.status IN ('pending', 'running')
              RETURNING id",
@@ -117,7 +119,7 @@ impl Store {
         .await?;
         if taken.is_none() {
             let row = sqlx::query(
-                "SELECT owner_id, status, output_data, error_message, fence
+                "SELECT owner_id, status, output_data, error_message, fence, job_id
                  FROM workflow_executions WHERE id = $1",
             )
             .bind(e.id)
@@ -126,9 +128,18 @@ impl Store {
             let owner: String = row.try_get("owner_id")?;
             let status: String = row.try_get("status")?;
             let fence: i64 = row.try_get("fence")?;
+            let job: Option<String> = row.try_get("job_id")?;
             if owner != e.owner_id {
                 return Ok(Begun::Refused(format!(
                     "execution {} belongs to another owner",
+                    e.id
+                )));
+            }
+            if matches!(status.as_str(), "pending" | "running")
+                && let Some(other) = job.filter(|j| j != e.job_id)
+            {
+                return Ok(Begun::Refused(format!(
+                    "execution {} is being run by job {other}",
                     e.id
                 )));
             }
@@ -161,7 +172,13 @@ impl Store {
 
     /// Checkpoint the run's state (row `state.step`), with its running totals on the
     /// execution. False when the claim was superseded: nothing was written.
-    pub async fn save_step(&self, execution: &str, fence: i64, state: &State) -> Result<bool> {
+    pub async fn save_step(
+        &self,
+        execution: &str,
+        job_id: &str,
+        fence: i64,
+        state: &State,
+    ) -> Result<bool> {
         let last = state.log.last();
         let json = serde_json::to_value(state)
             .map_err(|e| StoreError::Data(format!("state does not serialize: {e}")))?;
@@ -169,7 +186,7 @@ impl Store {
             "WITH e AS (
                 UPDATE workflow_executions
                    SET tokens_used = $8, cost = $9, updated_at = now()
-                 WHERE id = $1 AND fence = $2
+                 WHERE id = $1 AND fence = $2 AND job_id = $11
                 RETURNING id)
              INSERT INTO workflow_steps (execution_id, step, node_id, node_type, duration_ms,
                                          error, state)
@@ -189,6 +206,7 @@ impl Store {
         .bind(state.tokens() as i64)
         .bind(state.cost)
         .bind(json)
+        .bind(job_id)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -198,6 +216,7 @@ impl Store {
     pub async fn end_execution(
         &self,
         execution: &str,
+        job_id: &str,
         fence: i64,
         end: &Ending<'_>,
     ) -> Result<bool> {
@@ -208,7 +227,7 @@ impl Store {
                     execution_time_ms = (EXTRACT(EPOCH FROM now() - started_at) * 1000)::BIGINT,
                     output_data = $4, error_message = $5, execution_log = $6,
                     tokens_used = $7, cost = $8, updated_at = now()
-              WHERE id = $1 AND fence = $2",
+              WHERE id = $1 AND fence = $2 AND job_id = $9",
         )
         .bind(execution)
         .bind(fence)
@@ -218,6 +237,7 @@ impl Store {
         .bind(log)
         .bind(end.state.tokens() as i64)
         .bind(end.state.cost)
+        .bind(job_id)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -298,5 +318,50 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Executions still `pending` / `running` with no write for `idle` seconds: (id, job id).
+    pub async fn idle_executions(
+        &self,
+        idle_secs: f64,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, job_id FROM workflow_executions
+              WHERE status IN ('pending', 'running') AND job_id IS NOT NULL
+                AND updated_at < now() - make_interval(secs => $1)
+              ORDER BY updated_at LIMIT $2",
+        )
+        .bind(idle_secs)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// End an execution whose job ended without its handler (cancelled while queued or
+    /// snoozed, dead-lettered, gone). False when it was not still open under that job.
+    pub async fn close_execution(
+        &self,
+        id: &str,
+        job_id: &str,
+        status: &str,
+        error: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE workflow_executions
+                SET status = $3, error_message = $4, completed_at = now(),
+                    execution_time_ms = (EXTRACT(EPOCH FROM now() - started_at) * 1000)::BIGINT,
+                    updated_at = now()
+              WHERE id = $1 AND job_id = $2 AND status IN ('pending', 'running')",
+        )
+        .bind(id)
+        .bind(job_id)
+        .bind(status)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 }
