@@ -33,6 +33,9 @@ pub struct Cli {
     /// The ONNX Runtime library (`libonnxruntime.so`) for a model folder with `model.onnx`.
     #[arg(long, env = "CW_ONNXRUNTIME", global = true)]
     pub onnxruntime: Option<PathBuf>,
+    /// Cron schedules file (default: jobs/schedules.toml when it exists).
+    #[arg(long, env = "CW_SCHEDULES", global = true)]
+    pub schedules: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -67,6 +70,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Top-k chunks most similar to a query (cosine, through the model's HNSW index).
     Search(SearchArgs),
+    /// Cron schedules: each with its next and last fire.
+    Schedules,
     /// Chatter workflow definitions: validate, run.
     Workflows {
         #[command(subcommand)]
@@ -105,6 +110,9 @@ pub struct RunArgs {
     /// Create absent database tables before starting.
     #[arg(long)]
     pub migrate: bool,
+    /// Do not run the cron scheduler in this process.
+    #[arg(long, env = "CW_NO_SCHEDULER")]
+    pub no_scheduler: bool,
 }
 
 #[derive(Args)]

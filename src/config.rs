@@ -66,6 +66,12 @@ pub struct Settings {
     pub chunking: ChunkingSettings,
     pub embedding: EmbeddingSettings,
     pub workflows: WorkflowsSettings,
+    /// Cron schedules file; default `jobs/schedules.toml` when it exists.
+    pub schedules: Option<PathBuf>,
+    /// Run the cron scheduler in `run` (every process may: each tick fires once).
+    pub scheduler: bool,
+    /// How often the scheduler looks for due ticks.
+    pub scheduler_poll_secs: f64,
 }
 
 /// `[workflows]`: the `run_workflow` handler: chat providers, tools, limits, prices.
@@ -328,6 +334,9 @@ impl Default for Settings {
             chunking: ChunkingSettings::default(),
             embedding: EmbeddingSettings::default(),
             workflows: WorkflowsSettings::default(),
+            schedules: None,
+            scheduler: true,
+            scheduler_poll_secs: 0.25,
         }
     }
 }
@@ -522,6 +531,8 @@ impl Settings {
             }
         }
         networks("[workflows] allow_networks", &w.allow_networks)?;
+        positive("scheduler_poll_secs", self.scheduler_poll_secs, 0.01)?;
+        secs("scheduler_poll_secs", self.scheduler_poll_secs)?;
         positive("idempotency_ttl_secs", self.idempotency_ttl_secs, 0.001)?;
         if self.lease_secs < 0.03 {
             return Err(ConfigError::Invalid(format!(
@@ -544,6 +555,14 @@ impl Settings {
         } else {
             self.queues.clone()
         }
+    }
+
+    /// The schedules file in use: the configured one, else `jobs/schedules.toml` if present.
+    pub fn schedules_path(&self) -> Option<PathBuf> {
+        self.schedules.clone().or_else(|| {
+            let p = PathBuf::from("jobs/schedules.toml");
+            p.exists().then_some(p)
+        })
     }
 
     pub fn queue_options(&self) -> QueueOptions {

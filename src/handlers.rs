@@ -20,6 +20,7 @@ use chatter_jobs::embed::{EmbedSettings, Embedder};
 use chatter_jobs::flow::chat::{ChatClient, ChatConfig};
 use chatter_jobs::flow::tools::Tools;
 use chatter_jobs::flow::{Runner, WorkflowSettings};
+use chatter_jobs::maintenance::Maintenance;
 use chatter_jobs::store::{Store, StoreError};
 use redis::aio::ConnectionManager;
 use std::path::Path;
@@ -327,5 +328,6 @@ pub async fn install(
         e.clone().install(registry);
     }
     Arc::new(workflow_runner(s, &store, conn, embedder)?).install(registry);
+    Arc::new(Maintenance::new(store.clone())).install(registry);
     Ok(Some(store))
 }

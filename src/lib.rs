@@ -14,6 +14,8 @@ pub mod cli;
 #[cfg(feature = "worker")]
 pub mod config;
 #[cfg(feature = "worker")]
+pub mod cron;
+#[cfg(feature = "worker")]
 pub mod handlers;
 #[cfg(feature = "worker")]
 pub mod http;

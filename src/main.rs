@@ -101,6 +101,9 @@ fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     if let Some(d) = &cli.onnxruntime {
         s.embedding.onnxruntime = Some(d.clone());
     }
+    if let Some(p) = &cli.schedules {
+        s.schedules = Some(p.clone());
+    }
     Ok(s)
 }
 
@@ -166,6 +169,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 s.finished_retention_secs = r.as_secs_f64();
             }
             s.migrate |= a.migrate;
+            s.scheduler &= !a.no_scheduler;
             let shutdown = runtime::shutdown_on_signals();
             let reports = runtime::run(s, registry, shutdown).await?;
             for r in reports {
@@ -386,6 +390,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Workflows {
             action: WorkflowsAction::Run(a),
         } => workflow_run(&s, &registry, a, cli.json).await?,
+        Command::Schedules => schedules(&s, &registry, cli.json).await?,
         Command::Search(a) => {
             let store = handlers::store(&s).await?;
             let conn = queue::connect(&s.redis_url)
@@ -555,6 +560,58 @@ async fn workflow_run(
             rec.error_message.unwrap_or_default()
         );
         std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `schedules`: every schedule with its next fire and its last (from Redis).
+async fn schedules(s: &Settings, registry: &Registry, json: bool) -> anyhow::Result<()> {
+    let path = s
+        .schedules_path()
+        .context("no schedules file: give --schedules or create jobs/schedules.toml")?;
+    let list = chatter_worker::cron::load(&path, registry).map_err(anyhow::Error::msg)?;
+    let mut conn = queue::connect(&s.redis_url)
+        .await
+        .with_context(|| format!("connecting to {}", s.redis_url))?;
+    let now = chrono::Utc::now();
+    let mut rows = Vec::new();
+    for sc in &list {
+        let last = chatter_worker::cron::last_fire(&mut conn, &s.prefix, &sc.spec.name).await?;
+        let ts = |ms: Option<i64>| {
+            ms.and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.to_rfc3339())
+        };
+        rows.push(serde_json::json!({
+            "name": sc.spec.name, "cron": sc.spec.cron, "timezone": sc.spec.timezone,
+            "kind": sc.spec.kind, "queue": sc.queue, "enabled": sc.spec.enabled,
+            "catch_up": sc.spec.catch_up,
+            "next_fire": sc.spec.enabled.then(|| sc.next_after(now).map(|t| t.to_rfc3339())).flatten(),
+            "last_fire": ts(last),
+        }));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<26} {:<18} {:<14} {:<27} last",
+            "name", "cron", "timezone", "next"
+        );
+        for r in &rows {
+            let text = |k: &str| r[k].as_str().unwrap_or("-").to_string();
+            let next = if r["enabled"] == true {
+                text("next_fire")
+            } else {
+                "(disabled)".into()
+            };
+            println!(
+                "{:<26} {:<18} {:<14} {:<27} {}",
+                text("name"),
+                text("cron"),
+                text("timezone"),
+                next,
+                text("last_fire")
+            );
+        }
     }
     Ok(())
 }

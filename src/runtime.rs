@@ -36,6 +36,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Vec<PoolReport>, RunError> {
     settings.validate(&registry)?;
+    // A bad schedule stops the start, naming the schedule and the field.
+    let schedules = match settings.schedules_path().filter(|_| settings.scheduler) {
+        Some(path) => crate::cron::load(&path, &registry)
+            .map_err(|e| RunError::Config(crate::config::ConfigError::Invalid(e)))?,
+        None => Vec::new(),
+    };
     let handle = metrics::install();
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
@@ -88,6 +94,17 @@ pub async fn run(
         queues: queues.clone(),
     };
     let retention = tokio::spawn(retention.run(background.clone()));
+    let scheduler = (!schedules.is_empty()).then(|| {
+        tracing::info!(schedules = schedules.len(), "cron scheduler running");
+        let sc = crate::cron::Scheduler {
+            schedules,
+            conn: conn.clone(),
+            prefix: settings.prefix.clone(),
+            options: settings.queue_options(),
+            poll: Duration::from_secs_f64(settings.scheduler_poll_secs),
+        };
+        tokio::spawn(sc.run(background.clone()))
+    });
     // Workflow executions whose job ended without its handler are closed from the job's state.
     let reconcile = store
         .filter(|_| names.iter().any(|n| n == queues::WORKFLOWS))
@@ -149,8 +166,8 @@ pub async fn run(
     }
     background.cancel();
     let _ = tokio::join!(http, rescuer, retention);
-    if let Some(r) = reconcile {
-        let _ = r.await;
+    for t in [reconcile, scheduler].into_iter().flatten() {
+        let _ = t.await;
     }
     Ok(reports)
 }

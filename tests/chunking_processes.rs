@@ -174,10 +174,13 @@ async fn migrate_creates_the_tables_once() {
         tables,
         [
             "_sqlx_migrations",
+            "audit_logs",
+            "conversations",
             "document_chunks",
             "document_runs",
             "documents",
             "embedding_spaces",
+            "messages",
             "workflow_definitions",
             "workflow_executions",
             "workflow_memory",

@@ -17,6 +17,8 @@ pub mod envelope;
 #[cfg(feature = "handlers")]
 pub mod flow;
 pub mod kinds;
+#[cfg(feature = "handlers")]
+pub mod maintenance;
 pub mod outbox;
 pub mod outcome;
 pub mod registry;

@@ -119,11 +119,18 @@ impl WorkerProcess {
     pub fn spawn(url: &str, prefix: &str, queues: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
+        // The scheduler runs only where a test gives it schedules.
+        let scheduler = if extra.contains(&"--schedules") {
+            "false"
+        } else {
+            "true"
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
             .args(["run", "--queues", queues, "--http-addr", &http])
             .args(extra)
             .env("REDIS_URL", url)
             .env("CW_PREFIX", prefix)
+            .env("CW_NO_SCHEDULER", scheduler)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

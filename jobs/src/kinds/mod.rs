@@ -1,9 +1,10 @@
 //! The job kinds this build ships: the document kinds' contracts (`documents`), and `ping` and
-//! `sleep` for tests, benchmarks and smoke checks, and the workflow contract (`workflows`).
-//! Maintenance arrives with its issue.
+//! `sleep` for tests, benchmarks and smoke checks, the workflow contract (`workflows`) and
+//! Chatter's maintenance jobs (`maintenance`).
 use crate::registry::{Registry, queues};
 
 pub mod documents;
+pub mod maintenance;
 pub mod ping;
 pub mod sleep;
 pub mod workflows;
@@ -22,11 +23,15 @@ pub fn register_builtin(r: &mut Registry) {
         queues::EMBEDDING,
         documents::check_embed,
     );
-    // Checked at enqueue (an inline definition is validated); the handler comes with the
-    // executor's wiring.
+    // Checked at enqueue (an inline definition is validated); the handler (`flow::Runner`)
+    // needs the database.
     r.register_contract(
         workflows::RUN_WORKFLOW,
         queues::WORKFLOWS,
         workflows::check_run,
     );
+    // Chatter's maintenance jobs (`crate::maintenance` with a database).
+    for kind in maintenance::ALL {
+        r.register_contract(kind, queues::MAINTENANCE, maintenance::check_no_args);
+    }
 }
