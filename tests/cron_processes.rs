@@ -74,3 +74,40 @@ async fn three_processes_fire_every_second_exactly_once_through_a_kill_and_resta
     assert!(metrics.contains("chatter_cron_next_fire_timestamp_seconds{schedule=\"every\"}"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_bad_schedule_stops_the_start_naming_it_and_the_field() {
+    let h = setup().await;
+    let dir = std::env::temp_dir().join(format!("cw-cron-bad-{}", h.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (body, want) in [
+        (
+            "cron = \"0 0 26 * * *\"\nkind = \"ping\"",
+            "schedule \"nightly\": cron:",
+        ),
+        (
+            "cron = \"0 0 2 * * *\"\ntimezone = \"Europe/Atlantis\"\nkind = \"ping\"",
+            "schedule \"nightly\": timezone:",
+        ),
+        (
+            "cron = \"0 0 2 * * *\"\nkind = \"reticulate_splines\"",
+            "schedule \"nightly\": kind: unknown job kind",
+        ),
+    ] {
+        let file = dir.join("schedules.toml");
+        std::fs::write(&file, format!("[[schedule]]\nname = \"nightly\"\n{body}\n")).unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
+            .args(["run", "--queues", "chunking", "--http-addr", "127.0.0.1:0"])
+            .arg("--schedules")
+            .arg(&file)
+            .env("REDIS_URL", &h.url)
+            .env("CW_PREFIX", &h.prefix)
+            .output()
+            .await
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
