@@ -148,6 +148,14 @@ impl Schedule {
         if spec.timeout_secs == 0 {
             return Err(err("timeout_secs", "must be at least 1".into()));
         }
+        // Longer than a claim (a dead claimer's tick is still on time when another takes it
+        // over), at most a week.
+        if !(MIN_GRACE_SECS..=7 * 86_400).contains(&spec.grace_secs) {
+            return Err(err(
+                "grace_secs",
+                format!("{} is outside {MIN_GRACE_SECS}..=604800", spec.grace_secs),
+            ));
+        }
         let queue = kind.queue.clone();
         let every_hour = hour_repeats(&expr);
         let s = Self {
@@ -157,6 +165,9 @@ impl Schedule {
             queue,
             every_hour,
         };
+        if s.next_after(Utc::now()).is_none() {
+            return Err(err("cron", format!("{:?} never fires", s.spec.cron)));
+        }
         // The arguments are checked like any producer's.
         (registry
             .resolve(&s.spec.kind)
@@ -171,7 +182,7 @@ impl Schedule {
         next_after(&self.cron, self.tz, self.every_hour, t)
     }
 
-    /// The ticks in `(from, to]`, at most `limit` of them (the newest kept).
+    /// The ticks in `(from, to]`, oldest first, at most `limit` of them.
     pub fn ticks_between(
         &self,
         from: DateTime<Utc>,
@@ -180,17 +191,18 @@ impl Schedule {
     ) -> Vec<DateTime<Utc>> {
         let mut out = Vec::new();
         let mut t = from;
-        while let Some(n) = self.next_after(t) {
-            if n > to {
-                break;
-            }
+        while out.len() < limit
+            && let Some(n) = self.next_after(t).filter(|n| *n <= to)
+        {
             out.push(n);
-            if out.len() > limit {
-                out.remove(0);
-            }
             t = n;
         }
         out
+    }
+
+    /// The newest tick at or before `t`.
+    pub fn prev_at_or_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        prev_at_or_before(&self.cron, self.tz, self.every_hour, t)
     }
 
     /// The job a tick enqueues.
@@ -256,6 +268,57 @@ pub fn next_after(
     best
 }
 
+/// The newest tick at or before `t` (the mirror of [`next_after`]).
+pub fn prev_at_or_before(
+    cron: &cron::Schedule,
+    tz: Tz,
+    every_hour: bool,
+    t: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    use chrono::{LocalResult, Offset};
+    let offset = |x: DateTime<Utc>| x.with_timezone(&tz).offset().fix().local_minus_utc();
+    let window = chrono::Duration::hours(3);
+    let quiet = offset(t - window) == offset(t) && offset(t) == offset(t + window);
+    let local = t.with_timezone(&tz).naive_local();
+    // Candidates at or before `from` (the iterator starts strictly before it).
+    let from = local
+        + if quiet {
+            chrono::Duration::milliseconds(1)
+        } else {
+            window
+        };
+    let mut best: Option<DateTime<Utc>> = None;
+    for cand in cron
+        .after(&Utc.from_utc_datetime(&from))
+        .rev()
+        .take(1_000_000)
+    {
+        let naive = cand.naive_utc();
+        if let Some(b) = best
+            && naive < b.with_timezone(&tz).naive_local() - window
+        {
+            break;
+        }
+        let instants: Vec<DateTime<Utc>> = match tz.from_local_datetime(&naive) {
+            LocalResult::None => Vec::new(),
+            LocalResult::Single(x) => vec![x.with_timezone(&Utc)],
+            LocalResult::Ambiguous(a, b) if every_hour => {
+                vec![a.with_timezone(&Utc), b.with_timezone(&Utc)]
+            }
+            LocalResult::Ambiguous(a, _) => vec![a.with_timezone(&Utc)],
+        };
+        for i in instants.into_iter().filter(|i| *i <= t) {
+            if best.is_none_or(|b| i > b) {
+                best = Some(i);
+            }
+        }
+        if quiet && best.is_some() {
+            break;
+        }
+    }
+    best
+}
+
 /// Whether the hour field (third of the six or seven) is anything but one fixed hour.
 fn hour_repeats(expr: &str) -> bool {
     expr.split_whitespace()
@@ -292,7 +355,27 @@ fn last_key(prefix: &str, name: &str) -> String {
 }
 
 /// How long a process's claim on a tick holds before another may take it over.
-const CLAIM_SECS: i64 = 10;
+pub const CLAIM_SECS: u64 = 10;
+
+/// The shortest grace period: a claim plus a few polls.
+pub const MIN_GRACE_SECS: u64 = CLAIM_SECS + 5;
+
+/// Most due ticks one pass enqueues for a schedule (the rest, next pass).
+const MAX_DUE: usize = 1000;
+
+/// Deletes the key if it still holds the value (a claim given back by its owner only).
+const DEL_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// The time on the Redis server.
+pub async fn redis_now(conn: &mut ConnectionManager) -> queue::Result<DateTime<Utc>> {
+    let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
+    Ok(Utc
+        .timestamp_opt(secs, (micros * 1000) as u32)
+        .single()
+        .unwrap_or_else(Utc::now))
+}
 
 pub fn gate_key(prefix: &str, name: &str, tick_ms: i64) -> String {
     format!("{prefix}:cron:{name}:{tick_ms}")
@@ -324,6 +407,8 @@ pub struct Scheduler {
     pub options: QueueOptions,
     /// How often ticks are looked for.
     pub poll: Duration,
+    /// This process's mark on the ticks it claims.
+    pub token: String,
 }
 
 /// What one pass did.
@@ -334,43 +419,67 @@ pub struct PassReport {
 }
 
 impl Scheduler {
-    /// Look at every enabled schedule once, at time `now`.
+    /// Look at every enabled schedule once, at time `now`. A schedule whose Redis calls fail is
+    /// logged and left to the next pass; the others go on.
     pub async fn pass(&mut self, now: DateTime<Utc>) -> queue::Result<PassReport> {
         let mut report = PassReport::default();
+        let mut first_error = None;
         for s in self.schedules.iter().filter(|s| s.spec.enabled) {
-            let name = &s.spec.name;
-            let mut conn = self.conn.clone();
-            let last = last_fire(&mut conn, &self.prefix, name).await?;
-            let Some(last) = last.and_then(|ms| Utc.timestamp_millis_opt(ms).single()) else {
-                // First sight of the schedule: it starts now (nothing before it is owed).
-                set_last(&mut conn, &self.prefix, name, now.timestamp_millis()).await?;
-                continue;
-            };
-            let grace = chrono::Duration::seconds(s.spec.grace_secs as i64);
-            let ticks = s.ticks_between(last, now, 10_000);
-            let (missed, due): (Vec<_>, Vec<_>) = ticks.into_iter().partition(|t| now - *t > grace);
-            let mut fire: Vec<DateTime<Utc>> = Vec::new();
-            if s.spec.catch_up == CatchUp::Once
-                && let Some(newest) = missed.last()
-            {
-                fire.push(*newest);
+            if let Err(e) = self.schedule_pass(s, now, &mut report).await {
+                tracing::warn!(schedule = %s.spec.name, error = %e, "schedule pass failed; next pass retries");
+                first_error.get_or_insert(e);
             }
-            if !missed.is_empty() {
-                tracing::warn!(schedule = %name, missed = missed.len(), policy = ?s.spec.catch_up, "missed ticks");
+            if let Some(next) = s.next_after(now) {
+                metrics::gauge!("chatter_cron_next_fire_timestamp_seconds", "schedule" => s.spec.name.clone())
+                    .set(next.timestamp() as f64);
             }
-            fire.extend(due);
-            let q = RedisQueue::new(
-                self.conn.clone(),
-                &self.prefix,
-                &s.queue,
-                self.options.clone(),
-            );
-            // The newest tick known to be settled: enqueued (here or elsewhere) or dropped.
-            let mut settled = match s.spec.catch_up {
-                CatchUp::Skip => missed.last().copied(),
-                // The newest missed tick is fired below; the ones before it are dropped.
-                CatchUp::Once => missed.len().checked_sub(2).map(|i| missed[i]),
-            };
+        }
+        match first_error {
+            Some(e) if report.fired.is_empty() => Err(e),
+            _ => Ok(report),
+        }
+    }
+
+    async fn schedule_pass(
+        &self,
+        s: &Schedule,
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> queue::Result<()> {
+        let name = &s.spec.name;
+        let mut conn = self.conn.clone();
+        let last = last_fire(&mut conn, &self.prefix, name).await?;
+        let Some(last) = last.and_then(|ms| Utc.timestamp_millis_opt(ms).single()) else {
+            // First sight of the schedule: it starts now (nothing before it is owed).
+            set_last(&mut conn, &self.prefix, name, now.timestamp_millis()).await?;
+            return Ok(());
+        };
+        // Ticks up to `horizon` are missed; only the newest of them matters (for `once`), so
+        // the work of a pass stays bounded by the grace period however long the downtime.
+        let horizon = now
+            - chrono::Duration::seconds(s.spec.grace_secs as i64)
+            - chrono::Duration::milliseconds(1);
+        let newest_missed = s.prev_at_or_before(horizon).filter(|t| *t > last);
+        let due = s.ticks_between(last.max(horizon), now, MAX_DUE);
+        let mut fire: Vec<DateTime<Utc>> = Vec::new();
+        // The newest tick known to be settled: enqueued (here or elsewhere) or dropped.
+        let mut settled = None;
+        if let Some(m) = newest_missed {
+            tracing::warn!(schedule = %name, newest_missed = %m, policy = ?s.spec.catch_up, "missed ticks");
+            match s.spec.catch_up {
+                CatchUp::Skip => settled = Some(m),
+                CatchUp::Once => fire.push(m),
+            }
+        }
+        fire.extend(due);
+        let q = RedisQueue::new(
+            self.conn.clone(),
+            &self.prefix,
+            &s.queue,
+            self.options.clone(),
+        );
+        let token = format!("claimed:{}", self.token);
+        let result = async {
             for tick in fire {
                 let ms = tick.timestamp_millis();
                 let gate = gate_key(&self.prefix, name, ms);
@@ -379,7 +488,7 @@ impl Scheduler {
                 // keeps it to one job either way).
                 let won: Option<String> = redis::cmd("SET")
                     .arg(&gate)
-                    .arg("claimed")
+                    .arg(&token)
                     .arg("NX")
                     .arg("EX")
                     .arg(CLAIM_SECS)
@@ -395,7 +504,18 @@ impl Scheduler {
                     // Another process is enqueueing it: look again next pass.
                     break;
                 }
-                q.enqueue(&s.job(tick).build()).await?;
+                let created = match q.enqueue(&s.job(tick).build()).await {
+                    Ok(r) => r.created,
+                    Err(e) => {
+                        // Give the tick back at once rather than after the claim expires.
+                        let _: Result<i64, _> = redis::Script::new(DEL_IF)
+                            .key(&gate)
+                            .arg(&token)
+                            .invoke_async(&mut conn)
+                            .await;
+                        return Err(e);
+                    }
+                };
                 let _: () = redis::cmd("SET")
                     .arg(&gate)
                     .arg("done")
@@ -404,28 +524,38 @@ impl Scheduler {
                     .query_async(&mut conn)
                     .await?;
                 settled = Some(tick);
-                let lag = (Utc::now() - tick).num_milliseconds().max(0) as f64 / 1000.0;
-                metrics::counter!("chatter_cron_fires_total", "schedule" => name.clone())
-                    .increment(1);
-                metrics::histogram!("chatter_cron_lag_seconds", "schedule" => name.clone())
-                    .record(lag);
-                report.fired.push((name.clone(), ms));
+                if created {
+                    let lag = (now - tick).num_milliseconds().max(0) as f64 / 1000.0;
+                    metrics::counter!("chatter_cron_fires_total", "schedule" => name.clone())
+                        .increment(1);
+                    metrics::histogram!("chatter_cron_lag_seconds", "schedule" => name.clone())
+                        .record(lag);
+                    report.fired.push((name.clone(), ms));
+                }
             }
-            if let Some(t) = settled {
-                set_last(&mut conn, &self.prefix, name, t.timestamp_millis()).await?;
-            }
-            if let Some(next) = s.next_after(now) {
-                metrics::gauge!("chatter_cron_next_fire_timestamp_seconds", "schedule" => name.clone())
-                    .set(next.timestamp() as f64);
-            }
+            Ok(())
         }
-        Ok(report)
+        .await;
+        // What was settled counts even when a later tick failed.
+        if let Some(t) = settled {
+            set_last(&mut conn, &self.prefix, name, t.timestamp_millis()).await?;
+        }
+        result
     }
 
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut retry = queue::backoff();
         loop {
-            let wait = match self.pass(Utc::now()).await {
+            // Redis's clock, shared by every process: a machine with a skewed clock neither
+            // fires early nor marks ticks missed.
+            let now = match redis_now(&mut self.conn.clone()).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scheduler cannot read the Redis clock; retrying");
+                    Utc::now()
+                }
+            };
+            let wait = match self.pass(now).await {
                 Ok(_) => {
                     retry = queue::backoff();
                     self.poll

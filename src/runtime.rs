@@ -42,6 +42,18 @@ pub async fn run(
             .map_err(|e| RunError::Config(crate::config::ConfigError::Invalid(e)))?,
         None => Vec::new(),
     };
+    // A tick's idempotency key must outlive its done gate, so no stale read can enqueue twice.
+    if let Some(s) = schedules
+        .iter()
+        .find(|s| settings.idempotency_ttl_secs < (s.spec.grace_secs + 3600) as f64)
+    {
+        return Err(RunError::Config(crate::config::ConfigError::Invalid(
+            format!(
+                "idempotency_ttl_secs = {} is shorter than schedule {:?}'s grace_secs + 3600",
+                settings.idempotency_ttl_secs, s.spec.name
+            ),
+        )));
+    }
     let handle = metrics::install();
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
@@ -102,6 +114,7 @@ pub async fn run(
             prefix: settings.prefix.clone(),
             options: settings.queue_options(),
             poll: Duration::from_secs_f64(settings.scheduler_poll_secs),
+            token: ulid::Ulid::new().to_string(),
         };
         tokio::spawn(sc.run(background.clone()))
     });

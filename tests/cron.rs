@@ -134,6 +134,16 @@ fn bad_schedules_are_refused_by_name_and_field() {
     );
     let e = bad(&|s| s.max_retries = 11);
     assert!(e.contains("max_retries"), "{e}");
+    let e = bad(&|s| s.grace_secs = 2);
+    assert!(
+        e.contains("schedule \"nightly\": grace_secs: 2 is outside 15..="),
+        "{e}"
+    );
+    let e = bad(&|s| s.cron = "0 0 0 30 2 *".into());
+    assert!(
+        e.contains("schedule \"nightly\": cron:") && e.contains("never fires"),
+        "{e}"
+    );
     let e = bad(&|s| {
         s.kind = "sleep".into();
         s.args.insert("ms".into(), serde_json::json!("soon"));
@@ -173,6 +183,7 @@ async fn scheduler(h: &common::Harness, specs: &[ScheduleSpec]) -> Scheduler {
         prefix: h.prefix.clone(),
         options: QueueOptions::default(),
         poll: Duration::from_millis(100),
+        token: ulid::Ulid::new().to_string(),
     }
 }
 
@@ -209,7 +220,7 @@ async fn three_schedulers_fire_each_tick_once_on_an_injected_clock() {
 async fn missed_ticks_follow_the_catch_up_policy() {
     let h = common::setup().await;
     let mut skip = spec("skip", "* * * * * *", "UTC");
-    skip.grace_secs = 2;
+    skip.grace_secs = 15;
     let once = ScheduleSpec {
         name: "once".into(),
         catch_up: CatchUp::Once,
@@ -225,8 +236,8 @@ async fn missed_ticks_follow_the_catch_up_policy() {
         6,
         "3 ticks each, all within the grace: {fired:?}"
     );
-    // Down from 3 s to 20 s: ticks 4..=17 are older than the 2 s grace at 20 s.
-    let fired = s.pass(at(20)).await.unwrap().fired;
+    // Down from 3 s to 40 s: ticks 4..=24 are older than the 15 s grace at 40 s.
+    let fired = s.pass(at(40)).await.unwrap().fired;
     let of = |name: &str| -> Vec<i64> {
         fired
             .iter()
@@ -234,15 +245,26 @@ async fn missed_ticks_follow_the_catch_up_policy() {
             .map(|(_, ms)| (ms - t0.timestamp_millis()) / 1000)
             .collect()
     };
-    assert_eq!(of("skip"), [18, 19, 20], "missed ticks dropped");
+    assert_eq!(
+        of("skip"),
+        (25..=40).collect::<Vec<_>>(),
+        "missed ticks dropped"
+    );
+    let mut once_ticks = vec![24];
+    once_ticks.extend(25..=40);
     assert_eq!(
         of("once"),
-        [17, 18, 19, 20],
-        "missed ticks coalesced into the newest (17)"
+        once_ticks,
+        "missed ticks coalesced into the newest (24)"
     );
     // Nothing is owed afterwards.
-    assert!(s.pass(at(20)).await.unwrap().fired.is_empty());
-    assert_eq!(s.pass(at(21)).await.unwrap().fired.len(), 2);
+    assert!(s.pass(at(40)).await.unwrap().fired.is_empty());
+    assert_eq!(s.pass(at(41)).await.unwrap().fired.len(), 2);
+    // A day down costs one bounded pass: only the grace period's ticks are looked at.
+    let started = std::time::Instant::now();
+    let fired = s.pass(at(41 + 86_400)).await.unwrap().fired;
+    assert_eq!(fired.len(), 16 + 17, "{} fired", fired.len());
+    println!("a pass after a day down: {:?}", started.elapsed());
 }
 
 #[tokio::test]

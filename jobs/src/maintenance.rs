@@ -90,6 +90,15 @@ impl Maintenance {
     async fn conversations(&self) -> Result<Value, JobError> {
         let pool = self.store.pool();
         let mut tx = pool.begin().await.retryable()?;
+        // Messages first: a database Chatter created may not cascade.
+        sqlx::query(
+            "DELETE FROM messages WHERE conversation_id IN (
+                SELECT id FROM conversations
+                 WHERE status = 'archived' AND updated_at < now() - interval '730 days')",
+        )
+        .execute(&mut *tx)
+        .await
+        .retryable()?;
         let deleted = sqlx::query(
             "DELETE FROM conversations
               WHERE status = 'archived' AND updated_at < now() - interval '730 days'",
@@ -116,7 +125,11 @@ impl Maintenance {
         let rows = sqlx::query(
             "SELECT i.schemaname, i.indexname, i.tablename
                FROM pg_indexes i
+               JOIN pg_class c ON c.relname = i.indexname
+               JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = i.schemaname
+               JOIN pg_index x ON x.indexrelid = c.oid
               WHERE i.indexdef ILIKE '%USING hnsw%'
+                AND x.indisvalid
                 AND i.schemaname = ANY (current_schemas(false))
               ORDER BY i.indexname",
         )
