@@ -33,21 +33,12 @@ pub struct OpenAi {
 
 impl OpenAi {
     pub fn new(config: OpenAiConfig) -> Result<Self, String> {
-        let base = config.base_url.trim_end_matches('/');
-        let parsed = url::Url::parse(base).map_err(|e| format!("base_url {base:?}: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("base_url {base:?}: not http(s)"));
-        }
+        let (url, http) = endpoint(&config.base_url, "embeddings", config.timeout)?;
         if config.dimensions == 0 {
             return Err("dimensions must be at least 1".into());
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| e.to_string())?;
         Ok(Self {
-            url: format!("{base}/embeddings"),
+            url,
             space: Space {
                 provider: "openai".into(),
                 model: config.model.clone(),
@@ -170,6 +161,26 @@ impl Provider for OpenAi {
         h.update(self.config.api_key.as_deref().unwrap_or("").as_bytes());
         format!("openai:{}", &hex::encode(h.finalize())[..16])
     }
+}
+
+/// An OpenAI-compatible API's `{base_url}/{path}` (the base checked: http or https) and a
+/// client whose requests end after `timeout`.
+pub(crate) fn endpoint(
+    base_url: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<(String, reqwest::Client), String> {
+    let base = base_url.trim_end_matches('/');
+    let parsed = url::Url::parse(base).map_err(|e| format!("base_url {base:?}: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!("base_url {base:?}: not http(s)"));
+    }
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((format!("{base}/{path}"), http))
 }
 
 /// `Retry-After` (seconds or an HTTP date) or `retry-after-ms`, as a wait from now.

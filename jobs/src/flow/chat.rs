@@ -4,7 +4,7 @@
 //! A failure before the first token is tried again twice (429, 5xx, timeouts, connection
 //! errors; `Retry-After` honoured up to 10 s); after a token went out it is the node's error.
 use crate::chunk::tokenizer::Tokenizer;
-use crate::embed::openai::{chain, provider_message, retry_after};
+use crate::embed::openai::{chain, endpoint, provider_message, retry_after};
 use chatter_workflows::engine::{ChatRequest, ChatResponse, StepError};
 use chatter_workflows::state::{Message, ToolCall};
 use eventsource_stream::Eventsource;
@@ -39,18 +39,9 @@ const TRIES: u32 = 3;
 
 impl ChatClient {
     pub fn new(config: ChatConfig) -> Result<Self, String> {
-        let base = config.base_url.trim_end_matches('/');
-        let parsed = url::Url::parse(base).map_err(|e| format!("base_url {base:?}: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("base_url {base:?}: not http(s)"));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let (url, http) = endpoint(&config.base_url, "chat/completions", config.timeout)?;
         Ok(Self {
-            url: format!("{base}/chat/completions"),
+            url,
             config,
             http,
             tokenizer: Tokenizer::cl100k(),
