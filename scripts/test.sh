@@ -5,8 +5,10 @@
 #   scripts/test.sh --test conformance   # extra args go to `cargo test --release ...`
 #
 # What it does:
-#   1. installs missing system packages with apt (redis, PostgreSQL 15, promtool) and,
-#      if needed, builds pgvector for PostgreSQL 15 from the Debian (trixie) source package;
+#   1. installs missing system packages with apt (redis, PostgreSQL 15, promtool, chromium) and,
+#      if needed, builds pgvector for PostgreSQL 15 from the Debian (trixie) source package; in the
+#      background meanwhile, `npm ci` in tests/browser (playwright-core) and a venv with
+#      schemathesis (scripts/schemathesis-requirements.txt), each only when missing or stale;
 #   2. starts a private Redis and PostgreSQL 15 on free loopback ports, with state under
 #      $ROOT/.test-services/<pid> (gitignored), and creates database `chatter_test` with the
 #      `vector` extension;
@@ -20,10 +22,13 @@
 #   CW_TEST_CMD="..."            run this (via bash -c, script args as "$@") instead of cargo test
 #   CW_TEST_THREADS=N            test threads (default 4)
 #   CW_INSTALL_ONLY=1            install the packages (and pgvector), start nothing (run.sh uses it)
+#   CW_SKIP_TEST_TOOLS=1         do not install chromium, tests/browser's node_modules, schemathesis
 #   CW_TEST_MODEL_DIR=DIR        the local embedding model, F32 (default: scripts/fetch-model.sh fetches it)
 #   CW_TEST_INT8_MODEL_DIR=DIR   its int8 ONNX export (default: scripts/fetch-model.sh int8)
 #
-# Exported to the tests: REDIS_URL, DATABASE_URL, REDIS_SERVER_BIN, PROMTOOL, CW_TEST_SERVICES=1.
+# Exported to the tests: REDIS_URL, DATABASE_URL, REDIS_SERVER_BIN, PROMTOOL, CW_TEST_SERVICES=1,
+# CHROMIUM (/usr/bin/chromium), CW_BROWSER_DIR (tests/browser, with node_modules installed) and
+# SCHEMATHESIS (the venv's schemathesis executable).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,6 +77,7 @@ REDIS_PORT=""
 REDIS_STARTED=0
 APT_TMP_SOURCES_ADDED=0
 PGVECTOR_BUILD_DIR=""
+BG_JOBS=()          # background installs still to wait for: "pid|name|log"
 
 # Is <pid> a live process? (a zombie is not: in containers whose pid 1 does not reap orphans,
 # a daemonized redis-server that exited stays a zombie and still passes `kill -0`)
@@ -133,6 +139,13 @@ cleanup() {
         as_root apt-get update -qq >/dev/null 2>&1
     fi
     [[ -n $PGVECTOR_BUILD_DIR ]] && as_root rm -rf "$PGVECTOR_BUILD_DIR"
+    local job pid name joblog
+    for job in "${BG_JOBS[@]}"; do # background installs cut short (their stamps are not written)
+        IFS='|' read -r pid name joblog <<<"$job"
+        pkill -TERM -P "$pid" 2>/dev/null
+        kill "$pid" 2>/dev/null
+        rm -f "$joblog"
+    done
     if [[ $rc -eq 0 ]]; then
         log "all done: OK"
     else
@@ -182,12 +195,100 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     pkgs+=(redis-server redis-tools)
 fi
 command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus)
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+if [[ ${CW_SKIP_TEST_TOOLS:-0} != 1 ]]; then
+    if [[ ! -x $CHROMIUM ]]; then
+        pkgs+=(chromium)
+        CHROMIUM=/usr/bin/chromium
+    fi
+    # the schemathesis venv (Debian's own python3 needs python3-venv for ensurepip)
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || pkgs+=(python3-venv)
+fi
 if [[ $USE_EXISTING -eq 0 ]]; then
     [[ -x $PG_BIN/postgres && -x $PG_BIN/initdb ]] || pkgs+=("postgresql-$PG_VERSION")
     command -v psql >/dev/null 2>&1 || pkgs+=("postgresql-client-$PG_VERSION")
     [[ -f $PGVECTOR_CONTROL ]] || pkgs+=("postgresql-server-dev-$PG_VERSION")
 fi
 apt_install "${pkgs[@]}"
+
+# ---------------------------------------------------------------------------------------------
+# 1b. Test tools from npm and PyPI, in the background (waited for before the tests run):
+#     playwright-core for tests/browser (drives Debian's chromium: no browser download), and
+#     schemathesis in a venv in the user's cache. Each is skipped while its stamp matches.
+# ---------------------------------------------------------------------------------------------
+CW_BROWSER_DIR="$ROOT/tests/browser"
+SCHEMATHESIS_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/chatter-worker/schemathesis-venv"
+SCHEMATHESIS_REQS="$ROOT/scripts/schemathesis-requirements.txt"
+SCHEMATHESIS="$SCHEMATHESIS_VENV/bin/schemathesis"
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# node_modules is current when its stamp holds package-lock.json's hash (npm ci empties it first).
+browser_deps_current() {
+    [[ -f $CW_BROWSER_DIR/node_modules/.cw-lock-sha256 \
+        && $(<"$CW_BROWSER_DIR/node_modules/.cw-lock-sha256") == "$(sha256_of "$CW_BROWSER_DIR/package-lock.json")" ]]
+}
+install_browser_deps() {
+    (cd "$CW_BROWSER_DIR" && npm ci --no-audit --no-fund --loglevel=error)
+    sha256_of "$CW_BROWSER_DIR/package-lock.json" >"$CW_BROWSER_DIR/node_modules/.cw-lock-sha256"
+}
+
+# The venv is current when its stamp holds the requirements file's hash.
+schemathesis_current() {
+    [[ -x $SCHEMATHESIS && -f $SCHEMATHESIS_VENV/.cw-requirements-sha256 \
+        && $(<"$SCHEMATHESIS_VENV/.cw-requirements-sha256") == "$(sha256_of "$SCHEMATHESIS_REQS")" ]]
+}
+install_schemathesis() {
+    mkdir -p "$(dirname "$SCHEMATHESIS_VENV")"
+    # one installer at a time per cache (two test runs may share it)
+    exec 9>"$SCHEMATHESIS_VENV.lock"
+    command -v flock >/dev/null 2>&1 && flock 9
+    schemathesis_current && return 0
+    rm -rf "$SCHEMATHESIS_VENV"
+    python3 -m venv "$SCHEMATHESIS_VENV"
+    "$SCHEMATHESIS_VENV/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$SCHEMATHESIS_REQS"
+    "$SCHEMATHESIS" --version
+    sha256_of "$SCHEMATHESIS_REQS" >"$SCHEMATHESIS_VENV/.cw-requirements-sha256"
+}
+
+bg_install() { # <name> <function>: run it in the background, output to a log
+    local joblog
+    joblog=$(mktemp "${TMPDIR:-/tmp}/cw-install.XXXXXX")
+    (
+        started=$SECONDS
+        "$2"
+        echo "$1: installed in $((SECONDS - started))s"
+    ) </dev/null >"$joblog" 2>&1 &
+    BG_JOBS+=("$!|$1|$joblog")
+    note "$1: installing in the background"
+}
+
+wait_bg_installs() {
+    local job pid name joblog rc failed=0
+    for job in "${BG_JOBS[@]}"; do
+        IFS='|' read -r pid name joblog <<<"$job"
+        rc=0
+        wait "$pid" || rc=$?
+        if [[ $rc -eq 0 ]]; then
+            note "$(tail -n 1 "$joblog")"
+        else
+            tail -n 40 "$joblog" >&2
+            note "$name: install FAILED (exit code $rc)"
+            failed=1
+        fi
+        rm -f "$joblog"
+    done
+    BG_JOBS=()
+    [[ $failed -eq 0 ]] || die "could not install the test tools"
+}
+
+if [[ ${CW_SKIP_TEST_TOOLS:-0} != 1 ]]; then
+    if ! browser_deps_current; then
+        command -v npm >/dev/null 2>&1 || die "npm not found (Node.js >= 20 is needed for tests/browser)"
+        bg_install "tests/browser node_modules (npm ci)" install_browser_deps
+    fi
+    schemathesis_current || bg_install "schemathesis venv ($SCHEMATHESIS_VENV)" install_schemathesis
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 2. pgvector for PostgreSQL 15 (bookworm has no binary package: build trixie's source package)
@@ -272,7 +373,9 @@ if [[ $USE_EXISTING -eq 0 && ! -f $PGVECTOR_CONTROL ]]; then
     install_pgvector
 fi
 if [[ ${CW_INSTALL_ONLY:-0} == 1 ]]; then
+    wait_bg_installs
     log "CW_INSTALL_ONLY=1: Redis, PostgreSQL $PG_VERSION and pgvector are installed"
+    [[ ${CW_SKIP_TEST_TOOLS:-0} == 1 ]] || note "and chromium, tests/browser/node_modules, $SCHEMATHESIS"
     exit 0
 fi
 
@@ -400,12 +503,15 @@ fi
 
 REDIS_SERVER_BIN="$(command -v redis-server)"
 PROMTOOL="$(command -v promtool)"
-export REDIS_SERVER_BIN PROMTOOL
+export REDIS_SERVER_BIN PROMTOOL CHROMIUM CW_BROWSER_DIR SCHEMATHESIS
 export CW_TEST_SERVICES=1
 note "REDIS_URL=$REDIS_URL"
 note "DATABASE_URL=$DATABASE_URL"
 note "REDIS_SERVER_BIN=$REDIS_SERVER_BIN"
 note "PROMTOOL=$PROMTOOL"
+note "CHROMIUM=$CHROMIUM"
+note "CW_BROWSER_DIR=$CW_BROWSER_DIR"
+note "SCHEMATHESIS=$SCHEMATHESIS"
 
 # The local embedding model (F32 all-MiniLM-L6-v2): fetched once into the user's cache.
 if [[ -z ${CW_TEST_MODEL_DIR:-} ]]; then
@@ -439,6 +545,9 @@ if [[ ${SKIP_LINT:-0} != 1 ]]; then
 else
     log "SKIP_LINT=1: skipping cargo fmt and clippy"
 fi
+
+# the background installs overlapped the services' start and the lint
+wait_bg_installs
 
 if [[ -n ${CW_TEST_CMD:-} ]]; then
     log "tests (CW_TEST_CMD): $CW_TEST_CMD $*"

@@ -72,6 +72,19 @@ pub enum Command {
     Search(SearchArgs),
     /// Cron schedules: each with its next and last fire.
     Schedules,
+    /// Make an API key: prints the key (give it to the client) and the `[[api.keys]]` entry
+    /// holding only its SHA-256 (put it in the config file).
+    ApiKey {
+        /// The user id jobs enqueued with the key belong to.
+        #[arg(long)]
+        user: String,
+        /// A name for the key (shown nowhere but the config file).
+        #[arg(long, default_value = "key")]
+        name: String,
+        /// Admin rights: every job and event, cleanup, the dashboard.
+        #[arg(long)]
+        admin: bool,
+    },
     /// Chatter workflow definitions: validate, run.
     Workflows {
         #[command(subcommand)]

@@ -72,6 +72,56 @@ pub struct Settings {
     pub scheduler: bool,
     /// How often the scheduler looks for due ticks.
     pub scheduler_poll_secs: f64,
+    /// Job and document events kept for SSE replay (`Last-Event-ID`); 0 = publish none.
+    pub event_log_len: u64,
+    /// `[api]`: the producers' HTTP API, the event stream and the dashboard.
+    pub api: ApiSettings,
+}
+
+/// `[api]`: `/api/v1` and `/dashboard`, served on `http_addr` beside `/metrics`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    pub enabled: bool,
+    /// HS256 secret shared with Chatter for its JWTs (`sub` = user id); also `CW_JWT_SECRET`.
+    pub jwt_secret: Option<String>,
+    /// User ids with admin rights (all jobs, all events, cleanup, the dashboard).
+    pub admins: Vec<String>,
+    /// Bearer API keys, stored as the SHA-256 of the key (`chatter-worker api-key new`).
+    pub keys: Vec<ApiKeySettings>,
+    /// The most jobs one `POST /api/v1/jobs/batch` takes.
+    pub max_batch: usize,
+    /// Largest request body, MB.
+    pub max_body_mb: f64,
+    /// Seconds between SSE keep-alive comments.
+    pub keepalive_secs: f64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            jwt_secret: None,
+            admins: Vec::new(),
+            keys: Vec::new(),
+            max_batch: 10_000,
+            max_body_mb: 64.0,
+            keepalive_secs: 15.0,
+        }
+    }
+}
+
+/// `[[api.keys]]`: one API key.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySettings {
+    pub name: String,
+    /// Hex SHA-256 of the key.
+    pub sha256: String,
+    /// The user id jobs enqueued with this key belong to.
+    pub user: String,
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// `[workflows]`: the `run_workflow` handler: chat providers, tools, limits, prices.
@@ -337,6 +387,8 @@ impl Default for Settings {
             schedules: None,
             scheduler: true,
             scheduler_poll_secs: 0.25,
+            event_log_len: q.event_log_len,
+            api: ApiSettings::default(),
         }
     }
 }
@@ -444,6 +496,29 @@ impl Settings {
             secs(field, v)?;
         }
         positive("timeout_secs", self.timeout_secs, 0.001)?;
+        let a = &self.api;
+        positive("[api] max_body_mb", a.max_body_mb, 0.001)?;
+        positive("[api] keepalive_secs", a.keepalive_secs, 0.1)?;
+        secs("[api] keepalive_secs", a.keepalive_secs)?;
+        if a.max_batch == 0 {
+            return Err(ConfigError::Invalid(
+                "[api] max_batch must be at least 1".into(),
+            ));
+        }
+        for k in &a.keys {
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!(
+                    "[[api.keys]] {:?}: sha256 must be 64 hex digits (chatter-worker api-key new)",
+                    k.name
+                )));
+            }
+            if k.user.is_empty() || k.user.len() > 64 {
+                return Err(ConfigError::Invalid(format!(
+                    "[[api.keys]] {:?}: user must be 1..=64 bytes",
+                    k.name
+                )));
+            }
+        }
         let c = &self.chunking;
         positive("[chunking] max_file_mb", c.max_file_mb, 0.000001)?;
         positive("[chunking] max_unzipped_mb", c.max_unzipped_mb, 0.000001)?;
@@ -571,6 +646,7 @@ impl Settings {
             finished_retention: Duration::from_secs_f64(self.finished_retention_secs),
             max_finished: self.max_finished,
             max_dead: self.max_dead,
+            event_log_len: self.event_log_len,
         }
     }
 

@@ -1,4 +1,4 @@
-//! `/metrics`, `/healthz` and `/readyz` on one port.
+//! `/metrics`, `/healthz` and `/readyz` on one port, with the API and dashboard (`crate::api`).
 //!
 //! `/metrics` first reads every queue's state from Redis into the gauges, then renders the
 //! process's recorder. `/healthz` says the process serves; `/readyz` that Redis answers.
@@ -16,14 +16,21 @@ use std::sync::Arc;
 pub struct HttpState {
     pub queues: Arc<Vec<RedisQueue>>,
     pub handle: PrometheusHandle,
+    /// The API, events and dashboard (`[api] enabled`), with the request body limit.
+    pub api: Option<(crate::api::ApiState, usize)>,
 }
 
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let api = state.api.clone();
+    let base = Router::new()
         .route("/metrics", get(metrics_page))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .with_state(state)
+        .with_state(state);
+    match api {
+        Some((api, max_body)) => base.merge(crate::api::router(api, max_body)),
+        None => base,
+    }
 }
 
 async fn metrics_page(State(s): State<HttpState>) -> impl IntoResponse {

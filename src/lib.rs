@@ -8,6 +8,8 @@
 pub use chatter_jobs as jobs;
 
 #[cfg(feature = "worker")]
+pub mod api;
+#[cfg(feature = "worker")]
 pub mod bench;
 #[cfg(feature = "worker")]
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "worker")]
 pub mod cron;
+pub mod events;
 #[cfg(feature = "worker")]
 pub mod handlers;
 #[cfg(feature = "worker")]

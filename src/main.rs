@@ -391,6 +391,20 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             action: WorkflowsAction::Run(a),
         } => workflow_run(&s, &registry, a, cli.json).await?,
         Command::Schedules => schedules(&s, &registry, cli.json).await?,
+        Command::ApiKey { user, name, admin } => {
+            let key = chatter_worker::api::auth::new_key();
+            let hash = chatter_worker::api::auth::hash_key(&key);
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"key": key, "sha256": hash, "user": user, "name": name, "admin": admin})
+                );
+            } else {
+                println!(
+                    "key: {key}\n\n[[api.keys]]\nname = {name:?}\nsha256 = \"{hash}\"\nuser = {user:?}\nadmin = {admin}"
+                );
+            }
+        }
         Command::Search(a) => {
             let store = handlers::store(&s).await?;
             let conn = queue::connect(&s.redis_url)

@@ -1,5 +1,6 @@
 //! The Redis [`Outbox`] handlers send through: follow-up jobs onto their queues (idempotency keys
-//! honoured), events onto the events channel the job progress events share.
+//! honoured), events onto the events channel the job progress events share, and job and
+//! document events into the event log (`crate::events`).
 use crate::queue::{Keys, QueueOptions, RedisQueue};
 use chatter_jobs::{Job, Outbox};
 use futures::future::BoxFuture;
@@ -51,13 +52,30 @@ impl Outbox for RedisOutbox {
 
     fn publish(&self, event: Value) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let channel = Keys::new(&self.prefix, "").events_channel();
+            let keys = Keys::new(&self.prefix, "");
+            let mut conn = self.conn.clone();
             let _: i64 = redis::cmd("PUBLISH")
-                .arg(channel)
+                .arg(keys.events_channel())
                 .arg(event.to_string())
-                .query_async(&mut self.conn.clone())
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| e.to_string())?;
+            // Job and document events also go to the event log the API relays over SSE (with
+            // replay); token deltas stay on the channel only.
+            let logged = event
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("document.") || t.starts_with("job."));
+            if logged && let Some(e) = crate::events::Event::from_body(event) {
+                crate::events::append(
+                    &mut conn,
+                    &keys.event_log(),
+                    self.options.event_log_len,
+                    &[e],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
             Ok(())
         })
     }

@@ -82,11 +82,26 @@ pub async fn run(
     tracing::info!(addr = %settings.http_addr, queues = ?names, "chatter-worker running");
 
     let background = CancellationToken::new();
+    let api = if settings.api.enabled {
+        let state = crate::api::ApiState::new(
+            &settings,
+            registry.clone(),
+            conn.clone(),
+            store.clone(),
+            background.clone(),
+        )
+        .await
+        .map_err(queue::QueueError::from)?;
+        Some((state, (settings.api.max_body_mb * 1024.0 * 1024.0) as usize))
+    } else {
+        None
+    };
     let http = tokio::spawn(http::serve(
         listener,
         HttpState {
             queues: Arc::new(queues.clone()),
             handle,
+            api,
         },
         background.clone(),
     ));

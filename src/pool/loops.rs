@@ -1,8 +1,9 @@
 //! The pool's background loops. Each retries Redis errors with capped, jittered backoff and
 //! goes on when Redis is back: a loop never ends on an error, only on its stop signal.
-use super::shared::{Claim, Shared};
+use super::shared::{Claim, JobMeta, Shared};
+use crate::events::Event;
 use crate::metrics;
-use crate::queue::{self, FinishEntry, backoff};
+use crate::queue::{self, Finish, FinishEntry, backoff};
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use chatter_jobs::{Job, ProgressUpdate};
@@ -90,9 +91,18 @@ pub(crate) async fn fetch(
         for c in &r.jobs {
             shared.hold(c);
         }
+        let mut started = Vec::with_capacity(got);
         for c in r.jobs {
             match Job::decode(&c.payload) {
                 Ok(job) => {
+                    let meta = shared.describe(&c.id, c.fence, &job);
+                    started.push(job_event(
+                        shared.queue.name(),
+                        &c.id,
+                        &meta,
+                        "job.started",
+                        serde_json::json!({"status": "running", "attempt": c.attempt}),
+                    ));
                     let claim = Claim {
                         id: c.id,
                         fence: c.fence,
@@ -105,6 +115,7 @@ pub(crate) async fn fetch(
                     if tx.send(task).await.is_err() {
                         tracing::warn!(queue = shared.queue.name(), "worker gone; fetching stops");
                         shared.stopping.cancel();
+                        shared.publish(started);
                         return;
                     }
                 }
@@ -114,6 +125,7 @@ pub(crate) async fn fetch(
                 }
             }
         }
+        shared.publish(started);
         if got > 0 || shared.stopping.is_cancelled() {
             continue;
         }
@@ -191,6 +203,7 @@ async fn flush(shared: &Shared, batch: &mut Vec<FinishEntry>, give_up: &Cancella
     loop {
         match shared.queue.finish(batch).await {
             Ok(report) => {
+                shared.publish(finish_events(shared, batch, &report.stale_ids));
                 if report.stale > 0 {
                     metrics::record_stale(shared.queue.name(), report.stale);
                     tracing::warn!(
@@ -326,12 +339,75 @@ pub(crate) async fn progress(
             p = rx.recv() => match p { Some(p) => p, None => return },
             _ = stop.cancelled() => return,
         };
-        if let Err(e) = shared
+        match shared
             .queue
             .progress(&p.job_id, p.fence, p.progress, &p.message)
             .await
         {
-            tracing::debug!(error = %e, "progress not recorded");
+            Ok(true) => {
+                if let Some(meta) = shared.meta(&p.job_id, p.fence) {
+                    let data = serde_json::json!({
+                        "status": "running",
+                        "progress": p.progress,
+                        "message": p.message,
+                    });
+                    let e = job_event(shared.queue.name(), &p.job_id, &meta, "job.progress", data);
+                    shared.publish(vec![e]);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "progress not recorded"),
         }
     }
+}
+
+/// A `job.*` event: Chatter's `{job_id, job_name, status, result | error}` plus the queue, kind
+/// and `extra`'s fields.
+fn job_event(queue: &str, id: &str, meta: &JobMeta, kind: &str, extra: serde_json::Value) -> Event {
+    let mut data = serde_json::json!({
+        "job_id": id,
+        "job_name": meta.name,
+        "function_name": meta.kind,
+        "queue": queue,
+    });
+    if let (serde_json::Value::Object(d), serde_json::Value::Object(x)) = (&mut data, extra) {
+        d.extend(x);
+    }
+    Event::new(kind, meta.owner.as_deref(), data)
+}
+
+/// The events of finishes that were written (not the refused stale ones, not hand-backs).
+fn finish_events(shared: &Shared, batch: &[FinishEntry], stale: &[String]) -> Vec<Event> {
+    use serde_json::json;
+    batch
+        .iter()
+        .filter(|e| !stale.contains(&e.id))
+        .filter_map(|e| {
+            let meta = shared.meta(&e.id, e.fence)?;
+            let (kind, data) = match &e.finish {
+                Finish::Completed { result } => {
+                    let result = result
+                        .as_deref()
+                        .map(|r| serde_json::from_str(r).unwrap_or(json!(r)))
+                        .unwrap_or(serde_json::Value::Null);
+                    (
+                        "job.completed",
+                        json!({"status": "completed", "result": result}),
+                    )
+                }
+                Finish::Retry { error, .. } => {
+                    ("job.failed", json!({"status": "retrying", "error": error}))
+                }
+                Finish::Dead { error, .. } => {
+                    ("job.failed", json!({"status": "failed", "error": error}))
+                }
+                Finish::Cancelled { reason } => (
+                    "job.cancelled",
+                    json!({"status": "cancelled", "error": reason}),
+                ),
+                Finish::Snooze { .. } | Finish::Requeue => return None,
+            };
+            Some(job_event(shared.queue.name(), &e.id, &meta, kind, data))
+        })
+        .collect()
 }

@@ -33,6 +33,16 @@ struct Held {
     active: bool,
     /// Given back at shutdown: whatever the handler says later is not recorded.
     handed_back: bool,
+    /// Who and what, for the job's events (set once the payload decoded).
+    meta: Option<Arc<JobMeta>>,
+}
+
+/// What a job's events say about it besides its state.
+#[derive(Debug)]
+pub struct JobMeta {
+    pub owner: Option<String>,
+    pub name: String,
+    pub kind: String,
 }
 
 pub struct Shared {
@@ -90,8 +100,44 @@ impl Shared {
             user: CancellationToken::new(),
             active: true,
             handed_back: false,
+            meta: None,
         };
         self.held().insert((c.id.clone(), c.fence), held);
+    }
+
+    /// Remember a decoded claim's owner and names for its events; returns them.
+    pub fn describe(&self, id: &str, fence: u64, job: &Job) -> Arc<JobMeta> {
+        let meta = Arc::new(JobMeta {
+            owner: job.created_by_user_id.clone(),
+            name: job.name.clone(),
+            kind: job.function_name.clone(),
+        });
+        if let Some(h) = self.held().get_mut(&(id.to_string(), fence)) {
+            h.meta = Some(meta.clone());
+        }
+        meta
+    }
+
+    pub fn meta(&self, id: &str, fence: u64) -> Option<Arc<JobMeta>> {
+        self.held()
+            .get(&(id.to_string(), fence))
+            .and_then(|h| h.meta.clone())
+    }
+
+    /// Append events to the event log in the background (best effort: a lost event must never
+    /// hold up or fail a job).
+    pub fn publish(&self, events: Vec<crate::events::Event>) {
+        let len = self.queue.options().event_log_len;
+        if events.is_empty() || len == 0 {
+            return;
+        }
+        let mut conn = self.queue.connection();
+        let key = self.queue.keys().event_log();
+        tokio::spawn(async move {
+            if let Err(e) = crate::events::append(&mut conn, &key, len, &events).await {
+                tracing::debug!(error = %e, n = events.len(), "events not appended");
+            }
+        });
     }
 
     pub fn context_for(&self, claim: &Claim) -> JobContext {

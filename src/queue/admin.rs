@@ -30,6 +30,8 @@ pub struct JobRecord {
     pub progress: u8,
     pub progress_message: Option<String>,
     pub worker: Option<String>,
+    /// The user the job belongs to (`created_by_user_id`).
+    pub owner: Option<String>,
     pub history: Json,
     /// The stored envelope; `null` with `payload_error` set when it does not decode.
     pub job: Option<Job>,
@@ -62,8 +64,80 @@ impl RedisQueue {
             .arg(self.keys.job(id))
             .query_async(&mut self.conn.clone())
             .await?;
+        Ok(self.record(id, h))
+    }
+
+    /// Many records in one round trip, in the order of `ids` (None: no such job).
+    pub async fn show_many(&self, ids: &[String]) -> Result<Vec<Option<JobRecord>>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(self.keys.job(id));
+        }
+        let hs: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(ids
+            .iter()
+            .zip(hs)
+            .map(|(id, h)| self.record(id, h))
+            .collect())
+    }
+
+    /// Index entries (id, created ms) of every job of the queue or of one owner, created within
+    /// `min..=max` ms, `offset` and `count` in the chosen order.
+    pub async fn index_page(
+        &self,
+        owner: Option<&str>,
+        (min, max): (u64, u64),
+        offset: usize,
+        count: usize,
+        newest_first: bool,
+    ) -> Result<Vec<(String, u64)>> {
+        let key = owner.map_or_else(|| self.keys.index(), |o| self.keys.owner_index(o));
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(key);
+        if newest_first {
+            cmd.arg(max).arg(min).arg("BYSCORE").arg("REV");
+        } else {
+            cmd.arg(min).arg(max).arg("BYSCORE");
+        }
+        cmd.arg("LIMIT").arg(offset).arg(count).arg("WITHSCORES");
+        let v: Vec<(String, f64)> = cmd.query_async(&mut self.conn.clone()).await?;
+        Ok(v.into_iter().map(|(id, s)| (id, s as u64)).collect())
+    }
+
+    /// How many jobs of the queue (or of one owner) were created within `min..=max` ms.
+    pub async fn index_count(&self, owner: Option<&str>, (min, max): (u64, u64)) -> Result<u64> {
+        let key = owner.map_or_else(|| self.keys.index(), |o| self.keys.owner_index(o));
+        Ok(redis::cmd("ZCOUNT")
+            .arg(key)
+            .arg(min)
+            .arg(max)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Drop index entries whose record is gone (deleted at finish with no retention).
+    pub async fn unindex(&self, owner: Option<&str>, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(self.keys.index()).arg(ids).ignore();
+        if let Some(o) = owner {
+            pipe.cmd("ZREM")
+                .arg(self.keys.owner_index(o))
+                .arg(ids)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    fn record(&self, id: &str, h: HashMap<String, String>) -> Option<JobRecord> {
         if h.is_empty() {
-            return Ok(None);
+            return None;
         }
         let raw = h.get("payload").cloned().unwrap_or_default();
         let (job, payload_error) = match Job::decode(raw.as_bytes()) {
@@ -77,7 +151,7 @@ impl RedisQueue {
             .unwrap_or(Json::Array(vec![]));
         let failures = history.as_array().map(|a| a.len()).unwrap_or(0) as u32;
         let status = h.get("status").cloned().unwrap_or_default();
-        Ok(Some(JobRecord {
+        Some(JobRecord {
             id: id.to_string(),
             queue: self.name().to_string(),
             name: job.as_ref().map(|j| j.name.clone()),
@@ -98,12 +172,13 @@ impl RedisQueue {
             progress: num("progress").min(100) as u8,
             progress_message: h.get("progress_message").cloned(),
             worker: h.get("owner").cloned(),
+            owner: h.get("user").cloned(),
             history,
             raw_payload: payload_error.as_ref().map(|_| raw.clone()),
             job,
             payload_error,
             status,
-        }))
+        })
     }
 
     pub async fn cancel(&self, id: &str) -> Result<CancelResult> {
@@ -149,6 +224,8 @@ impl RedisQueue {
         Ok(scripts::PURGE
             .key(self.keys.dead())
             .key(self.keys.job_prefix())
+            .key(self.keys.index())
+            .key(self.keys.owner_index_prefix())
             .arg(id.unwrap_or(""))
             .arg(limit.max(1))
             .invoke_async(&mut self.conn.clone())

@@ -68,10 +68,12 @@ pub struct FinishEntry {
     pub finish: Finish,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FinishReport {
     pub applied: u64,
     pub stale: u64,
+    /// The ids of the stale entries.
+    pub stale_ids: Vec<String>,
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -183,9 +185,11 @@ impl RedisQueue {
                 };
                 inv.arg(&e.id).arg(e.fence).arg(action).arg(a).arg(b).arg(c);
             }
-            let (applied, stale): (u64, u64) = inv.invoke_async(&mut self.conn.clone()).await?;
+            let (applied, stale, ids): (u64, u64, Vec<String>) =
+                inv.invoke_async(&mut self.conn.clone()).await?;
             report.applied += applied;
             report.stale += stale;
+            report.stale_ids.extend(ids);
         }
         Ok(report)
     }

@@ -60,6 +60,18 @@ impl Keys {
     pub fn done(&self) -> String {
         format!("{}:done", self.base)
     }
+    /// ZSET of every job of the queue, score = created ms (the API's listing; trimmed with the
+    /// records).
+    pub fn index(&self) -> String {
+        format!("{}:index", self.base)
+    }
+    /// `<p>:{q}:owner:` — one ZSET per user of that user's jobs: [`Keys::owner_index`].
+    pub fn owner_index_prefix(&self) -> String {
+        format!("{}:owner:", self.base)
+    }
+    pub fn owner_index(&self, user: &str) -> String {
+        format!("{}:owner:{user}", self.base)
+    }
     pub fn idem_prefix(&self) -> String {
         format!("{}:idem:", self.base)
     }
@@ -81,6 +93,11 @@ impl Keys {
     /// Pub/sub channel of job events (progress) for every queue.
     pub fn events_channel(&self) -> String {
         format!("{}:events", self.prefix)
+    }
+    /// STREAM of job and document events, capped (the SSE replay buffer; ids are the
+    /// `Last-Event-ID`s).
+    pub fn event_log(&self) -> String {
+        format!("{}:events:log", self.prefix)
     }
     /// SET of every queue name producers and workers have used (for `queues` and metrics).
     pub fn registry(prefix: &str) -> String {

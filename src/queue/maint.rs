@@ -25,6 +25,7 @@ pub struct TrimReport {
 }
 
 /// One queue's depth per state.
+#[cfg_attr(feature = "worker", derive(utoipa::ToSchema))]
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct QueueStats {
     pub queue: String,
@@ -66,17 +67,47 @@ impl RedisQueue {
 
     /// Enforce retention on finished and dead jobs, at most `limit` deletions per set.
     pub async fn trim(&self, limit: usize) -> Result<TrimReport> {
-        let k = &self.keys;
         let o = &self.options;
+        let retention = o.finished_retention.as_millis() as u64;
+        self.trim_with(retention, o.max_finished, o.max_dead, limit)
+            .await
+    }
+
+    /// Remove every finished (completed, cancelled) record now, and with `dead` every dead
+    /// letter too, in bounded calls (the API's cleanup). Returns how many of each went.
+    pub async fn cleanup(&self, dead: bool) -> Result<TrimReport> {
+        let mut total = TrimReport::default();
+        loop {
+            let r = self
+                .trim_with(0, 0, if dead { 0 } else { u64::MAX }, 1000)
+                .await?;
+            total.finished_removed += r.finished_removed;
+            total.dead_removed += r.dead_removed;
+            if r.finished_removed == 0 && r.dead_removed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    async fn trim_with(
+        &self,
+        retention_ms: u64,
+        max_finished: u64,
+        max_dead: u64,
+        limit: usize,
+    ) -> Result<TrimReport> {
+        let k = &self.keys;
         let (finished_removed, dead_removed): (u64, u64) = scripts::TRIM
             .key(k.done())
             .key(k.dead())
             .key(k.job_prefix())
             .key(k.workers())
+            .key(k.index())
+            .key(k.owner_index_prefix())
             .arg(now_ms())
-            .arg(o.finished_retention.as_millis() as u64)
-            .arg(o.max_finished)
-            .arg(o.max_dead)
+            .arg(retention_ms)
+            .arg(max_finished)
+            .arg(max_dead)
             .arg(limit)
             .invoke_async(&mut self.conn.clone())
             .await?;

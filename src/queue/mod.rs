@@ -103,6 +103,8 @@ pub struct QueueOptions {
     pub max_finished: u64,
     /// At most this many dead letters are kept (oldest go first).
     pub max_dead: u64,
+    /// Job and document events kept in the event log (the SSE replay buffer); 0 = no events.
+    pub event_log_len: u64,
 }
 
 impl Default for QueueOptions {
@@ -112,6 +114,7 @@ impl Default for QueueOptions {
             finished_retention: Duration::from_secs(24 * 3600),
             max_finished: 100_000,
             max_dead: 1_000_000,
+            event_log_len: crate::events::DEFAULT_MAXLEN,
         }
     }
 }

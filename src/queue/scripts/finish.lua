@@ -11,10 +11,12 @@
 --   snooze     c = run-at ms (the attempt is not counted)
 --   requeue    handed back unfinished at shutdown (the attempt is not counted)
 --   (retry, snooze and requeue become cancelled when a cancel was requested)
--- Returns {applied, stale}: stale entries (fence moved on, or job no longer running) change nothing.
+-- Returns {applied, stale, stale ids}: stale entries (fence moved on, or job no longer running)
+--   change nothing.
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
 local applied, stale = 0, 0
+local stale_ids = {}
 local pushed = false
 
 local function append_history(jk, entry)
@@ -45,6 +47,7 @@ for i = 3, #ARGV, 6 do
   local s = redis.call('HMGET', jk, 'fence', 'status', 'priority', 'cancel')
   if s[1] ~= fence or s[2] ~= 'running' then
     stale = stale + 1
+    stale_ids[#stale_ids + 1] = id
   else
     applied = applied + 1
     unleased[#unleased + 1] = id
@@ -91,4 +94,4 @@ if #done > 0 then redis.call('ZADD', KEYS[3], unpack(done)) end
 if pushed and redis.call('LLEN', KEYS[8]) == 0 then
   redis.call('RPUSH', KEYS[8], '1')
 end
-return { applied, stale }
+return { applied, stale, stale_ids }

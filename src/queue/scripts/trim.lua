@@ -1,5 +1,6 @@
 -- trim: bounded retention of finished jobs, so Redis memory is flat after a burst.
 -- KEYS[1] done ZSET   KEYS[2] dead ZSET   KEYS[3] job key prefix   KEYS[4] workers ZSET
+-- KEYS[5] index ZSET  KEYS[6] owner index prefix
 -- ARGV[1] now ms   ARGV[2] done retention ms   ARGV[3] max done records   ARGV[4] max dead records
 -- ARGV[5] at most this many deletions per set in this call
 -- Returns {done removed, dead removed}: records past the retention time, then past the count
@@ -13,8 +14,12 @@ local function drop_oldest(set, k, states)
   if k > limit then k = limit end
   local ids = redis.call('ZRANGE', set, 0, k - 1)
   for _, id in ipairs(ids) do
-    local st = redis.call('HGET', KEYS[3] .. id, 'status')
-    if st and states[st] then redis.call('DEL', KEYS[3] .. id) end
+    local h = redis.call('HMGET', KEYS[3] .. id, 'status', 'user')
+    if h[1] and states[h[1]] then
+      redis.call('DEL', KEYS[3] .. id)
+      redis.call('ZREM', KEYS[5], id)
+      if h[2] then redis.call('ZREM', KEYS[6] .. h[2], id) end
+    end
   end
   redis.call('ZREMRANGEBYRANK', set, 0, k - 1)
   return #ids

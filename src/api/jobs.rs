@@ -1,0 +1,1044 @@
+//! `/api/v1/jobs`: Chatter's job routes (create, list, show, cancel, stats, cleanup) plus retry,
+//! batch and per-queue stats, and the document and workflow conveniences over their job kinds.
+use super::ApiState;
+use super::problem::{ApiResult, Problem, json_body, query_pairs};
+use crate::queue::{CancelResult, JobRecord, QueueStats, RedisQueue};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chatter_jobs::kinds::{documents, workflows};
+use chatter_jobs::{Job, JobBuilder, Priority, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+/// Chatter's priorities: critical before high before normal before low, FIFO within one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobPriority {
+    Low,
+    Normal,
+    High,
+    Critical,
+}
+
+impl From<JobPriority> for Priority {
+    fn from(p: JobPriority) -> Self {
+        match p {
+            JobPriority::Low => Priority::Low,
+            JobPriority::Normal => Priority::Normal,
+            JobPriority::High => Priority::High,
+            JobPriority::Critical => Priority::Critical,
+        }
+    }
+}
+
+/// Chatter's job statuses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Retrying,
+}
+
+/// `POST /api/v1/jobs`: Chatter's body. `kwargs` is checked against the kind's own arguments
+/// (`chunk_document {document_id, ...}`, `embed_chunks {document_id, chunk_ids}`,
+/// `run_workflow {definition | definition_id, inputs}`, the maintenance kinds `{}`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobCreate {
+    /// A display name (default: the kind).
+    #[schema(max_length = 255)]
+    pub name: Option<String>,
+    /// The job kind; an unknown kind is refused with the list of valid ones.
+    pub function_name: String,
+    #[serde(default)]
+    pub args: Vec<Value>,
+    #[serde(default)]
+    pub kwargs: Map<String, Value>,
+    pub priority: Option<JobPriority>,
+    /// 0..=10, default 3.
+    #[schema(minimum = 0, maximum = 10)]
+    pub max_retries: Option<u32>,
+    /// Base of the retry backoff in seconds (default 60): min(base · 2^(n-1), 3600) + jitter.
+    #[schema(minimum = 0, maximum = 86400)]
+    pub retry_delay: Option<u64>,
+    /// Execution time limit in seconds (default 3600).
+    #[schema(minimum = 1, maximum = 604800)]
+    pub timeout: Option<u64>,
+    /// Run no earlier than this (RFC 3339).
+    pub schedule_at: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+}
+
+/// A job as Chatter shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: String,
+    pub name: Option<String>,
+    pub function_name: Option<String>,
+    pub queue: String,
+    pub args: Vec<Value>,
+    #[schema(value_type = Object)]
+    pub kwargs: Map<String, Value>,
+    pub priority: String,
+    pub status: String,
+    pub created_at: Option<String>,
+    pub scheduled_at: Option<String>,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub error_message: Option<String>,
+    pub retry_count: u32,
+    pub max_retries: u32,
+    pub retry_delay: Option<u64>,
+    pub timeout: Option<u64>,
+    pub attempt: u32,
+    pub tags: Vec<String>,
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub progress: u8,
+    pub progress_message: Option<String>,
+    pub created_by_user_id: Option<String>,
+}
+
+impl JobView {
+    pub fn from_record(r: JobRecord) -> Self {
+        let ts = |t: Option<Timestamp>| t.map(Timestamp::rfc3339);
+        let job = r.job;
+        Self {
+            name: r.name,
+            function_name: r.function_name,
+            queue: r.queue,
+            args: job.as_ref().map(|j| j.args.clone()).unwrap_or_default(),
+            kwargs: job.as_ref().map(|j| j.kwargs.clone()).unwrap_or_default(),
+            priority: r.priority,
+            status: r.status,
+            created_at: ts(r.created_at),
+            scheduled_at: ts(r.scheduled_at),
+            started_at: ts(r.started_at),
+            completed_at: ts(r.completed_at),
+            error_message: r.error_message,
+            retry_count: r.retry_count,
+            max_retries: r.max_retries,
+            retry_delay: job.as_ref().map(|j| j.retry_delay),
+            timeout: job.as_ref().map(|j| j.timeout),
+            attempt: r.attempt,
+            tags: job.as_ref().map(|j| j.tags.clone()).unwrap_or_default(),
+            metadata: job.as_ref().map(|j| j.metadata.clone()).unwrap_or_default(),
+            result: r.result,
+            progress: r.progress,
+            progress_message: r.progress_message,
+            created_by_user_id: r.owner,
+            id: r.id,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<JobView>,
+    pub total: u64,
+    pub limit: usize,
+    pub offset: usize,
+    pub has_more: bool,
+}
+
+/// `GET /api/v1/jobs` query (Chatter's filters).
+#[derive(Debug, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListQuery {
+    status: Option<JobStatus>,
+    priority: Option<JobPriority>,
+    function_name: Option<String>,
+    /// RFC 3339.
+    created_after: Option<String>,
+    /// RFC 3339.
+    created_before: Option<String>,
+    /// Jobs carrying every one of these tags (repeat the parameter or separate with commas).
+    tags: Option<Vec<String>>,
+    /// Case-insensitive substring of the id, name or kind.
+    search: Option<String>,
+    /// 1..=100, default 20.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+    #[param(minimum = 0, maximum = 100000)]
+    offset: Option<usize>,
+    /// created_at (default), started_at, completed_at, priority, status, name, function_name.
+    sort_by: Option<String>,
+    /// asc or desc (default).
+    sort_order: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelReply {
+    pub success: bool,
+    pub message: String,
+    pub job_id: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatsOverview {
+    pub total_jobs: u64,
+    pub pending_jobs: u64,
+    pub running_jobs: u64,
+    pub completed_jobs: u64,
+    pub failed_jobs: u64,
+    pub queue_size: u64,
+    pub active_workers: u64,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupRequest {
+    /// Also delete dead letters (failed jobs); without it only completed and cancelled records go.
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CleanupReply {
+    pub success: bool,
+    pub message: String,
+    pub removed_finished: u64,
+    pub removed_dead: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchCreate {
+    /// 1..=10,000 jobs (`[api] max_batch`), validated together: one bad job refuses the batch.
+    pub jobs: Vec<JobCreate>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    pub id: String,
+    /// False when the job existed already (a repeated `Idempotency-Key`).
+    pub created: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchReply {
+    pub jobs: Vec<BatchItem>,
+    pub created: usize,
+}
+
+/// `POST /api/v1/documents/{id}/process`: chunk (then embed) one document.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentProcess {
+    pub max_tokens: Option<usize>,
+    pub overlap_tokens: Option<usize>,
+    pub priority: Option<JobPriority>,
+}
+
+/// `POST /api/v1/workflows/run`: run a definition (inline or stored) for the caller.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowRun {
+    #[schema(value_type = Option<Object>)]
+    pub definition: Option<Value>,
+    pub definition_id: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub inputs: Map<String, Value>,
+    pub execution_id: Option<String>,
+    pub priority: Option<JobPriority>,
+}
+
+const IDEMPOTENCY: &str = "idempotency-key";
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get(IDEMPOTENCY) else {
+        return Ok(None);
+    };
+    let k = v
+        .to_str()
+        .map_err(|_| Problem::field("Idempotency-Key", "must be visible ASCII"))?;
+    if k.is_empty() || k.len() > 180 {
+        return Err(Problem::field(
+            "Idempotency-Key",
+            "must be 1..=180 characters",
+        ));
+    }
+    Ok(Some(k.to_string()))
+}
+
+fn rfc3339(field: &str, v: &str) -> ApiResult<Timestamp> {
+    serde_json::from_value::<Timestamp>(Value::String(v.into()))
+        .map_err(|_| Problem::field(field, format!("{v:?} is not an RFC 3339 date-time")))
+}
+
+/// Build and check one job for `caller`; field names in errors get `at` in front.
+fn build_job(
+    s: &ApiState,
+    caller: &super::auth::Caller,
+    c: JobCreate,
+    idem: Option<String>,
+    at: &str,
+) -> ApiResult<Job> {
+    let f = |name: &str| format!("{at}{name}");
+    let spec = s
+        .registry
+        .resolve(&c.function_name)
+        .map_err(|e| Problem::field(f("function_name"), e.to_string()))?;
+    let mut kwargs = c.kwargs;
+    // A workflow runs as its caller: its memory, documents and events are the caller's.
+    if c.function_name == workflows::RUN_WORKFLOW {
+        match kwargs.get("owner") {
+            None => {
+                kwargs.insert("owner".into(), Value::String(caller.user.clone()));
+            }
+            Some(Value::String(o)) if *o == caller.user || caller.admin => {}
+            Some(_) => {
+                return Err(Problem::field(
+                    f("kwargs.owner"),
+                    "must be your own user id (or left out)",
+                ));
+            }
+        }
+    }
+    let mut b = JobBuilder::new(&c.function_name, &spec.queue)
+        .kwargs(kwargs)
+        .priority(c.priority.map(Into::into).unwrap_or_default())
+        .owner(caller.user.clone())
+        .tags(c.tags.clone());
+    if let Some(n) = c.name {
+        b = b.name(n);
+    }
+    if let Some(n) = c.max_retries {
+        if n > chatter_jobs::envelope::MAX_RETRIES_LIMIT {
+            return Err(Problem::field(
+                f("max_retries"),
+                format!("{n} is outside 0..=10"),
+            ));
+        }
+        b = b.max_retries(n);
+    }
+    if let Some(d) = c.retry_delay {
+        if d > 86_400 {
+            return Err(Problem::field(
+                f("retry_delay"),
+                format!("{d} is outside 0..=86400"),
+            ));
+        }
+        b = b.retry_delay(d);
+    }
+    if let Some(t) = c.timeout {
+        if !(1..=604_800).contains(&t) {
+            return Err(Problem::field(
+                f("timeout"),
+                format!("{t} is outside 1..=604800"),
+            ));
+        }
+        b = b.timeout(t);
+    }
+    if let Some(at_) = &c.schedule_at {
+        b = b.scheduled_at(rfc3339(&f("schedule_at"), at_)?);
+    }
+    if c.tags.len() > 50 {
+        return Err(Problem::field(f("tags"), "at most 50 tags"));
+    }
+    if let Some(t) = c.tags.iter().find(|t| t.is_empty() || t.len() > 100) {
+        return Err(Problem::field(
+            f("tags"),
+            format!("tag {t:?} must be 1..=100 bytes"),
+        ));
+    }
+    if let Some(k) = idem {
+        b = b.idempotency_key(k);
+    }
+    let mut job = b.build();
+    job.args = c.args;
+    job.metadata = c.metadata;
+    job.validate()
+        .map_err(|e| Problem::field(f(e.field), e.message))?;
+    (spec.check)(&job).map_err(|e| Problem::field(f("kwargs"), e))?;
+    Ok(job)
+}
+
+/// Enqueue one job; 201 with the job, or 200 with the existing one for a repeated key.
+async fn enqueue_one(s: &ApiState, job: Job) -> ApiResult<Response> {
+    let q = s.queue(&job.queue);
+    let r = q.enqueue(&job).await?;
+    let rec = q
+        .show(&r.id)
+        .await?
+        .ok_or_else(|| Problem::unavailable("the job vanished right after enqueue"))?;
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = (status, Json(JobView::from_record(rec))).into_response();
+    if !r.created {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// Create a job.
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = JobCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeated key returns the first job (200)")),
+    responses(
+        (status = 201, description = "Enqueued", body = JobView),
+        (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let idem = idempotency_key(&headers)?;
+    let c: JobCreate = json_body(&headers, &body)?;
+    let job = build_job(&s, &caller, c, idem, "")?;
+    enqueue_one(&s, job).await
+}
+
+/// Create up to 10,000 jobs, all or nothing.
+#[utoipa::path(post, path = "/api/v1/jobs/batch", tag = "jobs", request_body = BatchCreate,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Job i gets key `<key>:<i>`")),
+    responses(
+        (status = 201, description = "Enqueued (all of them)", body = BatchReply),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn batch(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let idem = idempotency_key(&headers)?;
+    let b: BatchCreate = json_body(&headers, &body)?;
+    if b.jobs.is_empty() || b.jobs.len() > s.max_batch {
+        return Err(Problem::field(
+            "jobs",
+            format!("{} jobs; a batch takes 1..={}", b.jobs.len(), s.max_batch),
+        ));
+    }
+    let mut jobs = Vec::with_capacity(b.jobs.len());
+    for (i, c) in b.jobs.into_iter().enumerate() {
+        let key = idem.as_ref().map(|k| format!("{k}:{i}"));
+        jobs.push(build_job(&s, &caller, c, key, &format!("jobs[{i}]."))?);
+    }
+    let done = crate::queue::enqueue::enqueue_atomic(&s.conn, &s.prefix, &s.options, &jobs).await?;
+    let created = done.iter().filter(|e| e.created).count();
+    let reply = BatchReply {
+        jobs: done
+            .into_iter()
+            .map(|e| BatchItem {
+                id: e.id,
+                created: e.created,
+            })
+            .collect(),
+        created,
+    };
+    Ok((StatusCode::CREATED, Json(reply)).into_response())
+}
+
+struct Filters {
+    status: Option<String>,
+    priority: Option<String>,
+    function_name: Option<String>,
+    created: (u64, u64),
+    tags: Vec<String>,
+    search: Option<String>,
+    limit: usize,
+    offset: usize,
+    sort_by: String,
+    desc: bool,
+}
+
+impl Filters {
+    fn parse(query: Option<&str>) -> ApiResult<Self> {
+        let mut f = Filters {
+            status: None,
+            priority: None,
+            function_name: None,
+            created: (0, u64::MAX >> 11),
+            tags: Vec::new(),
+            search: None,
+            limit: 20,
+            offset: 0,
+            sort_by: "created_at".into(),
+            desc: true,
+        };
+        let num = |k: &str, v: &str, lo: usize, hi: usize| -> ApiResult<usize> {
+            v.parse::<usize>()
+                .ok()
+                .filter(|n| (lo..=hi).contains(n))
+                .ok_or_else(|| Problem::field(k, format!("{v:?} is not an integer in {lo}..={hi}")))
+        };
+        for (k, v) in query_pairs(query)? {
+            match k.as_str() {
+                "status" => {
+                    serde_json::from_value::<JobStatus>(Value::String(v.clone())).map_err(|_| {
+                        Problem::field("status", format!("unknown status {v:?}: expected one of pending, running, completed, failed, cancelled, retrying"))
+                    })?;
+                    f.status = Some(v);
+                }
+                "priority" => {
+                    v.parse::<Priority>()
+                        .map_err(|e| Problem::field("priority", e))?;
+                    f.priority = Some(v);
+                }
+                "function_name" => f.function_name = Some(v),
+                "created_after" => f.created.0 = rfc3339("created_after", &v)?.millis(),
+                "created_before" => f.created.1 = rfc3339("created_before", &v)?.millis(),
+                "tags" => f.tags.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_string),
+                ),
+                "search" => f.search = Some(v.to_lowercase()).filter(|s| !s.is_empty()),
+                "limit" => f.limit = num("limit", &v, 1, 100)?,
+                "offset" => f.offset = num("offset", &v, 0, 100_000)?,
+                "sort_by" => {
+                    const SORTS: [&str; 7] = [
+                        "created_at",
+                        "started_at",
+                        "completed_at",
+                        "priority",
+                        "status",
+                        "name",
+                        "function_name",
+                    ];
+                    if !SORTS.contains(&v.as_str()) {
+                        return Err(Problem::field(
+                            "sort_by",
+                            format!("{v:?}: expected one of {}", SORTS.join(", ")),
+                        ));
+                    }
+                    f.sort_by = v;
+                }
+                "sort_order" => {
+                    f.desc = match v.as_str() {
+                        "desc" => true,
+                        "asc" => false,
+                        _ => {
+                            return Err(Problem::field(
+                                "sort_order",
+                                format!("{v:?}: expected asc or desc"),
+                            ));
+                        }
+                    }
+                }
+                other => {
+                    return Err(Problem::field(other, "unknown query parameter"));
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// Only the index is needed: no filter on a job's fields, newest or oldest first.
+    fn index_only(&self) -> bool {
+        self.status.is_none()
+            && self.priority.is_none()
+            && self.function_name.is_none()
+            && self.tags.is_empty()
+            && self.search.is_none()
+            && self.sort_by == "created_at"
+    }
+
+    fn matches(&self, r: &JobRecord) -> bool {
+        let tags: &[String] = r.job.as_ref().map(|j| j.tags.as_slice()).unwrap_or(&[]);
+        self.status.as_ref().is_none_or(|s| *s == r.status)
+            && self.priority.as_ref().is_none_or(|p| *p == r.priority)
+            && self
+                .function_name
+                .as_ref()
+                .is_none_or(|f| Some(f) == r.function_name.as_ref())
+            && self.tags.iter().all(|t| tags.contains(t))
+            && self.search.as_ref().is_none_or(|q| {
+                r.id.to_lowercase().contains(q)
+                    || r.name.as_deref().unwrap_or("").to_lowercase().contains(q)
+                    || r.function_name
+                        .as_deref()
+                        .unwrap_or("")
+                        .to_lowercase()
+                        .contains(q)
+            })
+    }
+}
+
+/// Index entries a filtered listing reads at most, across queues (newest first).
+pub const MAX_SCAN: usize = 50_000;
+const SCAN_CHUNK: usize = 500;
+
+fn sort_key(r: &JobRecord, by: &str) -> (String, u64) {
+    let t = |v: Option<Timestamp>| v.map_or(0, Timestamp::millis);
+    match by {
+        "started_at" => (String::new(), t(r.started_at)),
+        "completed_at" => (String::new(), t(r.completed_at)),
+        "priority" => {
+            let p = r.priority.parse::<Priority>().unwrap_or_default();
+            let rank = Priority::ALL.iter().position(|x| *x == p).unwrap_or(2);
+            (String::new(), 3 - rank as u64)
+        }
+        "status" => (r.status.clone(), 0),
+        "name" => (r.name.clone().unwrap_or_default(), 0),
+        "function_name" => (r.function_name.clone().unwrap_or_default(), 0),
+        _ => (String::new(), t(r.created_at)),
+    }
+}
+
+/// List jobs (the caller's; every job for an admin) with Chatter's filters and paging.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
+    responses(
+        (status = 200, body = JobList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<JobList>> {
+    let caller = s.caller(&headers)?;
+    let f = Filters::parse(query.as_deref())?;
+    let owner = caller.scope();
+    let queues = s.queues().await?;
+    let (jobs, total) = if f.index_only() {
+        // Total from the indexes; the page from each queue's first offset+limit, merged.
+        let mut total = 0;
+        let mut entries: Vec<(u64, String, usize)> = Vec::new();
+        for (qi, q) in queues.iter().enumerate() {
+            total += q.index_count(owner, f.created).await?;
+            let page = q
+                .index_page(owner, f.created, 0, f.offset + f.limit, f.desc)
+                .await?;
+            entries.extend(page.into_iter().map(|(id, at)| (at, id, qi)));
+        }
+        entries.sort();
+        if f.desc {
+            entries.reverse();
+        }
+        let page: Vec<_> = entries.into_iter().skip(f.offset).take(f.limit).collect();
+        let mut jobs = Vec::with_capacity(page.len());
+        for (_, id, qi) in page {
+            match queues[qi].show(&id).await? {
+                Some(r) => jobs.push(r),
+                None => queues[qi].unindex(owner, std::slice::from_ref(&id)).await?,
+            }
+        }
+        (jobs, total)
+    } else {
+        let mut matched: Vec<JobRecord> = Vec::new();
+        let mut budget = MAX_SCAN;
+        for q in &queues {
+            let mut offset = 0;
+            while budget > 0 {
+                let n = SCAN_CHUNK.min(budget);
+                let page = q.index_page(owner, f.created, offset, n, true).await?;
+                if page.is_empty() {
+                    break;
+                }
+                budget -= page.len();
+                offset += page.len();
+                let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
+                let recs = q.show_many(&ids).await?;
+                let gone: Vec<String> = ids
+                    .iter()
+                    .zip(&recs)
+                    .filter(|(_, r)| r.is_none())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                q.unindex(owner, &gone).await?;
+                matched.extend(recs.into_iter().flatten().filter(|r| f.matches(r)));
+                if ids.len() < n {
+                    break;
+                }
+            }
+        }
+        matched.sort_by(|a, b| {
+            let o = sort_key(a, &f.sort_by)
+                .cmp(&sort_key(b, &f.sort_by))
+                .then_with(|| a.id.cmp(&b.id));
+            if f.desc { o.reverse() } else { o }
+        });
+        let total = matched.len() as u64;
+        let jobs = matched.into_iter().skip(f.offset).take(f.limit).collect();
+        (jobs, total)
+    };
+    let has_more = (f.offset + jobs.len()) < total as usize;
+    Ok(Json(JobList {
+        jobs: jobs.into_iter().map(JobView::from_record).collect(),
+        total,
+        limit: f.limit,
+        offset: f.offset,
+        has_more,
+    }))
+}
+
+/// The queue holding job `id`, if the caller may see it (404 otherwise, also for another user's).
+async fn locate(
+    s: &ApiState,
+    caller: &super::auth::Caller,
+    id: &str,
+) -> ApiResult<(RedisQueue, JobRecord)> {
+    if ulid::Ulid::from_string(id).is_err() {
+        return Err(Problem::field("id", format!("{id:?} is not a ULID")));
+    }
+    let not_found = || Problem::not_found(format!("no job {id}"));
+    let q = s.find(id).await?.ok_or_else(not_found)?;
+    let rec = q.show(id).await?.ok_or_else(not_found)?;
+    if !caller.may_see(rec.owner.as_deref()) {
+        return Err(not_found());
+    }
+    Ok((q, rec))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's ULID")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn show(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    let caller = s.caller(&headers)?;
+    let (_, rec) = locate(&s, &caller, &id).await?;
+    Ok(Json(JobView::from_record(rec)))
+}
+
+/// Cancel a job: one that has not started never runs; a running one is signalled.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "The job's ULID")),
+    responses(
+        (status = 200, body = CancelReply),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It already ended", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn cancel(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CancelReply>> {
+    let caller = s.caller(&headers)?;
+    let (q, _) = locate(&s, &caller, &id).await?;
+    let message = match q.cancel(&id).await? {
+        CancelResult::Cancelled => "cancelled".to_string(),
+        CancelResult::Cancelling => "cancelling: its worker was signalled".to_string(),
+        CancelResult::NotFound => return Err(Problem::not_found(format!("no job {id}"))),
+        CancelResult::AlreadyFinished(st) => {
+            return Err(Problem::conflict(format!("job {id} already ended: {st}")));
+        }
+    };
+    Ok(Json(CancelReply {
+        success: true,
+        message,
+        job_id: id,
+    }))
+}
+
+/// Run a dead-lettered (failed) job again, with a fresh attempt count.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "The job's ULID")),
+    responses(
+        (status = 200, body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It is not dead-lettered", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    let caller = s.caller(&headers)?;
+    let (q, rec) = locate(&s, &caller, &id).await?;
+    if q.replay(Some(&id), 1).await? == 0 {
+        return Err(Problem::conflict(format!(
+            "job {id} is {}, not dead-lettered: only failed jobs can be retried",
+            rec.status
+        )));
+    }
+    let rec = q
+        .show(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no job {id}")))?;
+    Ok(Json(JobView::from_record(rec)))
+}
+
+async fn all_stats(s: &ApiState) -> ApiResult<Vec<QueueStats>> {
+    let mut out = Vec::new();
+    for q in s.queues().await? {
+        out.push(q.stats().await?);
+    }
+    Ok(out)
+}
+
+/// Chatter's overview: the caller's jobs by state (every job for an admin), queue size, workers.
+#[utoipa::path(get, path = "/api/v1/jobs/stats/overview", tag = "jobs",
+    responses(
+        (status = 200, body = StatsOverview),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn overview(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<StatsOverview>> {
+    let caller = s.caller(&headers)?;
+    let stats = all_stats(&s).await?;
+    let queue_size: u64 = stats
+        .iter()
+        .map(|q| q.ready + q.scheduled + q.retrying)
+        .sum();
+    let active_workers = stats.iter().map(|q| q.workers).sum();
+    if caller.admin {
+        return Ok(Json(StatsOverview {
+            total_jobs: stats
+                .iter()
+                .map(|q| q.ready + q.scheduled + q.retrying + q.running + q.dead + q.finished)
+                .sum(),
+            pending_jobs: stats.iter().map(|q| q.ready + q.scheduled).sum(),
+            running_jobs: stats.iter().map(|q| q.running).sum(),
+            completed_jobs: stats.iter().map(|q| q.finished).sum(),
+            failed_jobs: stats.iter().map(|q| q.dead).sum(),
+            queue_size,
+            active_workers,
+        }));
+    }
+    // A user's own counts, from their index (bounded like a filtered listing).
+    let mut o = StatsOverview {
+        total_jobs: 0,
+        pending_jobs: 0,
+        running_jobs: 0,
+        completed_jobs: 0,
+        failed_jobs: 0,
+        queue_size,
+        active_workers,
+    };
+    let mut budget = MAX_SCAN;
+    for q in s.queues().await? {
+        let mut offset = 0;
+        while budget > 0 {
+            let n = SCAN_CHUNK.min(budget);
+            let page = q
+                .index_page(Some(&caller.user), (0, u64::MAX >> 11), offset, n, true)
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            budget -= page.len();
+            offset += page.len();
+            let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
+            for r in q.show_many(&ids).await?.into_iter().flatten() {
+                o.total_jobs += 1;
+                match r.status.as_str() {
+                    "pending" | "retrying" => o.pending_jobs += 1,
+                    "running" => o.running_jobs += 1,
+                    "completed" => o.completed_jobs += 1,
+                    "failed" => o.failed_jobs += 1,
+                    _ => {}
+                }
+            }
+            if ids.len() < n {
+                break;
+            }
+        }
+    }
+    Ok(Json(o))
+}
+
+/// Every queue's depth by state, paused flag, workers and oldest ready age (admins).
+#[utoipa::path(get, path = "/api/v1/jobs/stats/queues", tag = "jobs",
+    responses(
+        (status = 200, body = Vec<QueueStats>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn queue_stats(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Vec<QueueStats>>> {
+    s.admin(&headers)?;
+    Ok(Json(all_stats(&s).await?))
+}
+
+/// Delete finished job records now (admins only; `force` also deletes dead letters).
+#[utoipa::path(post, path = "/api/v1/jobs/cleanup", tag = "jobs", request_body(content = Option<CleanupRequest>),
+    responses(
+        (status = 200, body = CleanupReply),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn cleanup(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<CleanupReply>> {
+    s.admin(&headers)?;
+    let req: CleanupRequest = if body.is_empty() {
+        CleanupRequest::default()
+    } else {
+        json_body(&headers, &body)?
+    };
+    let (mut finished, mut dead) = (0, 0);
+    for q in s.queues().await? {
+        let r = q.cleanup(req.force).await?;
+        finished += r.finished_removed;
+        dead += r.dead_removed;
+    }
+    Ok(Json(CleanupReply {
+        success: true,
+        message: format!("removed {finished} finished and {dead} dead job records"),
+        removed_finished: finished,
+        removed_dead: dead,
+    }))
+}
+
+/// Chunk and embed one document (a `chunk_document` job; the caller must own the document).
+#[utoipa::path(post, path = "/api/v1/documents/{id}/process", tag = "documents",
+    params(("id" = String, Path, description = "The document's ULID"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A repeated key returns the first job (200)")),
+    request_body(content = Option<DocumentProcess>),
+    responses(
+        (status = 201, description = "Enqueued", body = JobView),
+        (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn process_document(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let idem = idempotency_key(&headers)?;
+    let p: DocumentProcess = if body.is_empty() {
+        DocumentProcess::default()
+    } else {
+        json_body(&headers, &body)?
+    };
+    if ulid::Ulid::from_string(&id).is_err() {
+        return Err(Problem::field("id", format!("{id:?} is not a ULID")));
+    }
+    if let Some(store) = &s.store {
+        let doc = store
+            .document(&id)
+            .await
+            .map_err(|e| Problem::unavailable(format!("the database is unavailable: {e}")))?;
+        match doc {
+            Some(d) if caller.may_see(Some(d.owner_id.as_str())) => {}
+            _ => return Err(Problem::not_found(format!("no document {id}"))),
+        }
+    }
+    let args = documents::ChunkDocumentArgs {
+        document_id: id,
+        max_tokens: p.max_tokens,
+        overlap_tokens: p.overlap_tokens,
+    };
+    let kwargs = match serde_json::to_value(&args) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    let c = JobCreate {
+        name: None,
+        function_name: documents::CHUNK_DOCUMENT.into(),
+        args: Vec::new(),
+        kwargs,
+        priority: p.priority,
+        max_retries: None,
+        retry_delay: None,
+        timeout: None,
+        schedule_at: None,
+        tags: Vec::new(),
+        metadata: Map::new(),
+    };
+    let job = build_job(&s, &caller, c, idem, "")?;
+    enqueue_one(&s, job).await
+}
+
+/// Run a workflow for the caller (a `run_workflow` job); its events and tokens are the caller's.
+#[utoipa::path(post, path = "/api/v1/workflows/run", tag = "workflows", request_body = WorkflowRun,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A repeated key returns the first job (200)")),
+    responses(
+        (status = 201, description = "Enqueued", body = JobView),
+        (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn run_workflow(
+    State(s): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = s.caller(&headers)?;
+    let idem = idempotency_key(&headers)?;
+    let w: WorkflowRun = json_body(&headers, &body)?;
+    let mut kwargs = Map::new();
+    if let Some(d) = w.definition {
+        kwargs.insert("definition".into(), d);
+    }
+    if let Some(d) = w.definition_id {
+        kwargs.insert("definition_id".into(), Value::String(d));
+    }
+    kwargs.insert("inputs".into(), Value::Object(w.inputs));
+    if let Some(e) = w.execution_id {
+        kwargs.insert("execution_id".into(), Value::String(e));
+    }
+    let c = JobCreate {
+        name: None,
+        function_name: workflows::RUN_WORKFLOW.into(),
+        args: Vec::new(),
+        kwargs,
+        priority: w.priority,
+        max_retries: None,
+        retry_delay: None,
+        timeout: None,
+        schedule_at: None,
+        tags: Vec::new(),
+        metadata: Map::new(),
+    };
+    let job = build_job(&s, &caller, c, idem, "")?;
+    enqueue_one(&s, job).await
+}

@@ -1,0 +1,200 @@
+//! The producers' HTTP API (Chatter's `/api/v1/jobs` routes and more), the SSE event stream, the
+//! OpenAPI document with its docs page, and the dashboard. Served by `run` on `http_addr` beside
+//! `/metrics`.
+//!
+//! - `jobs`: routes over the queues (enqueue, list, show, cancel, retry, stats, cleanup, batch).
+//! - `events`: SSE relay of the event log, owner-scoped, with `Last-Event-ID` replay.
+//! - `auth`: API keys and Chatter's JWTs; `problem`: RFC 7807 errors and body readers.
+//! - `dashboard`: server-rendered HTML pages for operators (admins).
+pub mod auth;
+pub mod dashboard;
+pub mod events;
+pub mod jobs;
+pub mod problem;
+
+use crate::config::Settings;
+use crate::queue::{QueueOptions, RedisQueue};
+use auth::{Auth, Caller};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::{get, post};
+use chatter_jobs::Registry;
+use chatter_jobs::store::Store;
+use problem::{ApiResult, Problem};
+use redis::aio::ConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::OpenApi;
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState(Arc<Inner>);
+
+pub struct Inner {
+    pub conn: ConnectionManager,
+    pub prefix: String,
+    pub options: QueueOptions,
+    pub registry: Registry,
+    pub auth: Auth,
+    pub hub: Arc<events::Hub>,
+    pub store: Option<Store>,
+    pub max_batch: usize,
+    pub keepalive: Duration,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl ApiState {
+    /// Build the state and start the process's event-log tail (stopped by `stop`).
+    pub async fn new(
+        settings: &Settings,
+        registry: Registry,
+        conn: ConnectionManager,
+        store: Option<Store>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> crate::queue::Result<Self> {
+        let blocking = crate::queue::connect(&settings.redis_url).await?;
+        let key = crate::queue::Keys::new(&settings.prefix, "").event_log();
+        let hub = events::Hub::start(conn.clone(), blocking, key, stop);
+        let auth = Auth::new(&settings.api);
+        if auth.is_closed() {
+            tracing::warn!(
+                "api: no [api] jwt_secret / CW_JWT_SECRET and no [[api.keys]]: every API call gets 401"
+            );
+        }
+        Ok(Self(Arc::new(Inner {
+            conn,
+            prefix: settings.prefix.clone(),
+            options: settings.queue_options(),
+            registry,
+            auth,
+            hub,
+            store,
+            max_batch: settings.api.max_batch,
+            keepalive: Duration::from_secs_f64(settings.api.keepalive_secs),
+        })))
+    }
+
+    pub fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
+        self.auth.caller(headers, false)
+    }
+
+    /// The caller, who must be an admin (403 otherwise).
+    pub fn admin(&self, headers: &HeaderMap) -> ApiResult<Caller> {
+        let c = self.caller(headers)?;
+        if !c.admin {
+            return Err(Problem::forbidden("admins only"));
+        }
+        Ok(c)
+    }
+
+    pub fn queue(&self, name: &str) -> RedisQueue {
+        RedisQueue::new(self.conn.clone(), &self.prefix, name, self.options.clone())
+    }
+
+    /// Every queue producers or workers have used, and every queue a registered kind runs on.
+    pub async fn queues(&self) -> ApiResult<Vec<RedisQueue>> {
+        let mut names = crate::queue::known_queues(&mut self.conn.clone(), &self.prefix).await?;
+        names.extend(self.registry.queues());
+        names.sort();
+        names.dedup();
+        Ok(names.iter().map(|n| self.queue(n)).collect())
+    }
+
+    /// The queue holding job `id` (one round trip over every queue).
+    pub async fn find(&self, id: &str) -> ApiResult<Option<RedisQueue>> {
+        let queues = self.queues().await?;
+        let mut pipe = redis::pipe();
+        for q in &queues {
+            pipe.cmd("EXISTS").arg(q.keys().job(id));
+        }
+        let found: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(queues
+            .into_iter()
+            .zip(found)
+            .find(|(_, n)| *n == 1)
+            .map(|(q, _)| q))
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chatter-worker",
+        description = "Chatter's job API: enqueue and inspect jobs, live job and document events.",
+        version = env!("CARGO_PKG_VERSION")
+    ),
+    paths(
+        jobs::create, jobs::list, jobs::batch, jobs::show, jobs::cancel, jobs::retry,
+        jobs::overview, jobs::queue_stats, jobs::cleanup, jobs::process_document,
+        jobs::run_workflow, events::stream
+    ),
+    components(schemas(problem::Problem, problem::FieldError)),
+    modifiers(&Security),
+    tags(
+        (name = "jobs", description = "Chatter's /api/v1/jobs routes"),
+        (name = "documents", description = "Document processing"),
+        (name = "workflows", description = "Workflow runs"),
+        (name = "events", description = "Server-sent events")
+    )
+)]
+pub struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let c = openapi.components.get_or_insert_with(Default::default);
+        c.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
+    )
+}
+
+async fn docs_page() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
+}
+
+/// Unknown routes under /api answer with a problem document too.
+async fn api_not_found() -> Problem {
+    Problem::not_found("no such route")
+}
+
+pub fn router(state: ApiState, max_body: usize) -> Router {
+    let api = Router::new()
+        .route("/api/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/api/v1/jobs/batch", post(jobs::batch))
+        .route("/api/v1/jobs/stats/overview", get(jobs::overview))
+        .route("/api/v1/jobs/stats/queues", get(jobs::queue_stats))
+        .route("/api/v1/jobs/cleanup", post(jobs::cleanup))
+        .route("/api/v1/jobs/{id}", get(jobs::show))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route(
+            "/api/v1/documents/{id}/process",
+            post(jobs::process_document),
+        )
+        .route("/api/v1/workflows/run", post(jobs::run_workflow))
+        .route("/api/v1/events/stream", get(events::stream))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/docs", get(docs_page))
+        .route("/api/{*rest}", axum::routing::any(api_not_found))
+        .layer(DefaultBodyLimit::max(max_body));
+    api.merge(dashboard::router()).with_state(state)
+}
