@@ -36,7 +36,7 @@ fi
 if [[ -z "${DATABASE_URL:-}" ]]; then
   # PostgreSQL 15 and pgvector (built from Debian source: bookworm has no binary package).
   [[ -x $PG_BIN/initdb && -f /usr/share/postgresql/15/extension/vector.control ]] \
-    || SKIP_LINT=1 CW_INSTALL_ONLY=1 scripts/test.sh
+    || SKIP_LINT=1 CW_INSTALL_ONLY=1 CW_SKIP_TEST_TOOLS=1 scripts/test.sh
   pgport=$(free_port)
   pgdir=$(mktemp -d /tmp/cw-run-pg.XXXXXX)
   [[ $EUID -eq 0 ]] && chown postgres "$pgdir"

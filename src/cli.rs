@@ -274,6 +274,9 @@ pub enum BenchWhat {
     /// node (in memory, and checkpointed in PostgreSQL) and runs/s end to end through Redis and
     /// a worker pool, with LangGraph on the same graph and server.
     Workflows(WorkflowsBenchArgs),
+    /// `POST /api/v1/jobs` under wrk (64 connections, loopback): requests/s and p99, with the
+    /// Redis-direct enqueue rate of the same number of producers.
+    Api(crate::bench::api::ApiBenchArgs),
 }
 
 #[derive(Args, Clone, Debug)]

@@ -466,6 +466,17 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             print(cli.json, &report);
         }
         Command::Bench {
+            what: BenchWhat::Api(a),
+        } => {
+            if a.seconds == 0 || a.connections == 0 || a.rounds == 0 {
+                anyhow::bail!("--seconds, --connections and --rounds must be at least 1");
+            }
+            let report = bench::api::run(&a, &s.redis_url)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print(cli.json, &report);
+        }
+        Command::Bench {
             what: BenchWhat::Chunking(a),
         } => {
             let report = tokio::task::spawn_blocking(move || bench::chunking::run(&a))

@@ -90,8 +90,7 @@ pub async fn run(
             store.clone(),
             background.clone(),
         )
-        .await
-        .map_err(queue::QueueError::from)?;
+        .await?;
         Some((state, (settings.api.max_body_mb * 1024.0 * 1024.0) as usize))
     } else {
         None

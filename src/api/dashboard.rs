@@ -59,7 +59,7 @@ nav form{display:inline;float:right}main{padding:1em 1.5em}h1{font-size:1.4em}\
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.35em .6em;text-align:left}\
 th{background:#f3f3f3}.state{font-weight:bold}tr[data-paused=true] .state{color:#b60}\
 pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em}form.inline{display:inline}\
-.err{color:#b00}dt{font-weight:bold;float:left;width:11em}dd{margin-left:12em}";
+.err{color:#b00}dl{display:grid;grid-template-columns:11em 1fr;gap:.2em .8em}dt{font-weight:bold}dd{margin:0;min-height:1.2em}";
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
@@ -74,15 +74,17 @@ fn page(title: &str, body: &str) -> Html<String> {
 }
 
 /// The admin behind the login cookie (or a bearer header), or where to send the browser.
-fn admin(s: &ApiState, headers: &HeaderMap) -> Result<Caller, Response> {
+fn admin(s: &ApiState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
     match s.auth.caller(headers, true) {
         Ok(c) if c.admin => Ok(c),
-        Ok(_) => Err((
-            StatusCode::FORBIDDEN,
-            page("Forbidden", "<h1>Admins only</h1>"),
-        )
-            .into_response()),
-        Err(_) => Err(Redirect::to("/dashboard/login").into_response()),
+        Ok(_) => Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                page("Forbidden", "<h1>Admins only</h1>"),
+            )
+                .into_response(),
+        )),
+        Err(_) => Err(Box::new(Redirect::to("/dashboard/login").into_response())),
     }
 }
 
@@ -189,7 +191,7 @@ async fn per_minute(q: &RedisQueue) -> crate::queue::Result<u64> {
 
 async fn queues(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let qs = match s.queues().await {
         Ok(q) => q,
@@ -240,7 +242,7 @@ async fn queue_action(
     Path((queue, action)): Path<(String, String)>,
 ) -> Response {
     if let Err(r) = admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let q = s.queue(&queue);
     let r = match action.as_str() {
@@ -309,7 +311,7 @@ async fn jobs(
     RawQuery(query): RawQuery,
 ) -> Response {
     if let Err(r) = admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let p = params(query.as_deref());
     let all = match s.queues().await {
@@ -323,21 +325,12 @@ async fn jobs(
         .iter()
         .filter(|q| p.get("queue").is_none_or(|n| n == q.name()))
     {
-        let mut offset = 0;
-        while offset < SCAN {
-            let page = match q
-                .index_page(None, (0, u64::MAX >> 11), offset, 500, true)
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => return failed(e),
-            };
-            if page.is_empty() {
-                break;
-            }
-            offset += page.len();
-            let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
-            let recs = match q.show_many(&ids).await {
+        let ids = match q.scan_ids(SCAN).await {
+            Ok(ids) => ids,
+            Err(e) => return failed(e),
+        };
+        for chunk in ids.chunks(500) {
+            let recs = match q.show_many(chunk).await {
                 Ok(r) => r,
                 Err(e) => return failed(e),
             };
@@ -363,7 +356,7 @@ async fn jobs(
     let body = format!(
         "<h1>Jobs</h1><form id=\"search\" method=\"get\" action=\"/dashboard/jobs\">\
          <input name=\"q\" placeholder=\"id, name, kind or user\" value=\"{q}\"> {} {} <button>Search</button></form>\
-         <p>{n} matching (newest first, {SHOWN} shown at most; the newest {SCAN} jobs per queue are searched)</p>\
+         <p>{n} matching (newest first, {SHOWN} shown at most; {SCAN} jobs per queue are searched: running, ready, scheduled, retrying, then the newest dead and finished)</p>\
          <table><thead><tr><th>id</th><th>queue</th><th>kind</th><th>status</th><th>priority</th><th>created</th>\
          <th>attempt</th><th>user</th></tr></thead><tbody>{}</tbody></table>",
         select("status", &statuses, p.get("status")),
@@ -376,7 +369,7 @@ async fn jobs(
 
 async fn job(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let not_found = || {
         (
@@ -459,7 +452,7 @@ async fn dead(
     RawQuery(query): RawQuery,
 ) -> Response {
     if let Err(r) = admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let p = params(query.as_deref());
     let all = match s.queues().await {
@@ -508,7 +501,7 @@ async fn dead_action(
     RawQuery(query): RawQuery,
 ) -> Response {
     if let Err(r) = admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let q = s.queue(&queue);
     let r = match action.as_str() {
@@ -534,7 +527,7 @@ async fn dead_action(
 
 async fn workers(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     if let Err(r) = admin(&s, &headers) {
-        return r;
+        return *r;
     }
     let all = match s.queues().await {
         Ok(q) => q,

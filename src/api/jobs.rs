@@ -113,6 +113,36 @@ pub struct JobView {
 }
 
 impl JobView {
+    /// A job just enqueued: pending, no attempt yet.
+    pub fn created(job: Job) -> Self {
+        Self {
+            id: job.id.clone(),
+            name: Some(job.name.clone()),
+            function_name: Some(job.function_name.clone()),
+            queue: job.queue.clone(),
+            args: job.args,
+            kwargs: job.kwargs,
+            priority: job.priority.as_str().to_string(),
+            status: "pending".into(),
+            created_at: Some(job.created_at.rfc3339()),
+            scheduled_at: job.scheduled_at.map(Timestamp::rfc3339),
+            started_at: None,
+            completed_at: None,
+            error_message: None,
+            retry_count: 0,
+            max_retries: job.max_retries,
+            retry_delay: Some(job.retry_delay),
+            timeout: Some(job.timeout),
+            attempt: 0,
+            tags: job.tags,
+            metadata: job.metadata,
+            result: None,
+            progress: 0,
+            progress_message: None,
+            created_by_user_id: job.created_by_user_id,
+        }
+    }
+
     pub fn from_record(r: JobRecord) -> Self {
         let ts = |t: Option<Timestamp>| t.map(Timestamp::rfc3339);
         let job = r.job;
@@ -373,20 +403,21 @@ fn build_job(
 async fn enqueue_one(s: &ApiState, job: Job) -> ApiResult<Response> {
     let q = s.queue(&job.queue);
     let r = q.enqueue(&job).await?;
-    let rec = q
-        .show(&r.id)
-        .await?
-        .ok_or_else(|| Problem::unavailable("the job vanished right after enqueue"))?;
-    let status = if r.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = (status, Json(JobView::from_record(rec))).into_response();
-    if !r.created {
-        resp.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    if r.created {
+        // Just written: the view follows from the job itself, no second round trip.
+        return Ok((StatusCode::CREATED, Json(JobView::created(job))).into_response());
     }
+    // An idempotency hit on a job whose record is gone already (finished and removed): the key
+    // still holds, so nothing is enqueued again.
+    let rec = q.show(&r.id).await?.ok_or_else(|| {
+        Problem::conflict(format!(
+            "Idempotency-Key matched job {}, which has ended and whose record was removed",
+            r.id
+        ))
+    })?;
+    let mut resp = (StatusCode::OK, Json(JobView::from_record(rec))).into_response();
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(resp)
 }
 
@@ -397,6 +428,7 @@ async fn enqueue_one(s: &ApiState, job: Job) -> ApiResult<Response> {
         (status = 201, description = "Enqueued", body = JobView),
         (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
@@ -606,6 +638,60 @@ fn sort_key(r: &JobRecord, by: &str) -> (String, u64) {
     }
 }
 
+/// The records a filtered listing looks at, at most [`MAX_SCAN`]: one owner's jobs created within
+/// `created` (newest first, from the owner's index), or for admins every job of every state
+/// (from the queues' state structures: running, ready, scheduled, retrying, newest dead and
+/// finished), created within `created`.
+pub async fn collect(
+    queues: &[RedisQueue],
+    owner: Option<&str>,
+    created: (u64, u64),
+) -> ApiResult<Vec<JobRecord>> {
+    let mut out = Vec::new();
+    let mut budget = MAX_SCAN;
+    for q in queues {
+        let ids: Vec<String> = match owner {
+            Some(o) => {
+                let mut ids = Vec::new();
+                let mut offset = 0;
+                while ids.len() < budget {
+                    let n = SCAN_CHUNK.min(budget - ids.len());
+                    let page = q.index_page(o, created, offset, n, true).await?;
+                    offset += page.len();
+                    let short = page.len() < n;
+                    ids.extend(page.into_iter().map(|(id, _)| id));
+                    if short {
+                        break;
+                    }
+                }
+                ids
+            }
+            None => q.scan_ids(budget).await?,
+        };
+        budget -= ids.len();
+        for chunk in ids.chunks(SCAN_CHUNK) {
+            let recs = q.show_many(chunk).await?;
+            if let Some(o) = owner {
+                let gone: Vec<String> = chunk
+                    .iter()
+                    .zip(&recs)
+                    .filter(|(_, r)| r.is_none())
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                q.unindex(o, &gone).await?;
+            }
+            out.extend(recs.into_iter().flatten().filter(|r| {
+                let at = r.created_at.map_or(0, Timestamp::millis);
+                (created.0..=created.1).contains(&at)
+            }));
+        }
+        if budget == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// List jobs (the caller's; every job for an admin) with Chatter's filters and paging.
 #[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(ListQuery),
     responses(
@@ -621,69 +707,49 @@ pub async fn list(
 ) -> ApiResult<Json<JobList>> {
     let caller = s.caller(&headers)?;
     let f = Filters::parse(query.as_deref())?;
-    let owner = caller.scope();
     let queues = s.queues().await?;
-    let (jobs, total) = if f.index_only() {
-        // Total from the indexes; the page from each queue's first offset+limit, merged.
-        let mut total = 0;
-        let mut entries: Vec<(u64, String, usize)> = Vec::new();
-        for (qi, q) in queues.iter().enumerate() {
-            total += q.index_count(owner, f.created).await?;
-            let page = q
-                .index_page(owner, f.created, 0, f.offset + f.limit, f.desc)
-                .await?;
-            entries.extend(page.into_iter().map(|(id, at)| (at, id, qi)));
-        }
-        entries.sort();
-        if f.desc {
-            entries.reverse();
-        }
-        let page: Vec<_> = entries.into_iter().skip(f.offset).take(f.limit).collect();
-        let mut jobs = Vec::with_capacity(page.len());
-        for (_, id, qi) in page {
-            match queues[qi].show(&id).await? {
-                Some(r) => jobs.push(r),
-                None => queues[qi].unindex(owner, std::slice::from_ref(&id)).await?,
+    let (jobs, total) = match caller.scope() {
+        Some(owner) if f.index_only() => {
+            // Total from the owner's indexes; the page from each queue's first offset+limit.
+            let mut total = 0;
+            let mut entries: Vec<(u64, String, usize)> = Vec::new();
+            for (qi, q) in queues.iter().enumerate() {
+                total += q.index_count(owner, f.created).await?;
+                let page = q
+                    .index_page(owner, f.created, 0, f.offset + f.limit, f.desc)
+                    .await?;
+                entries.extend(page.into_iter().map(|(id, at)| (at, id, qi)));
             }
-        }
-        (jobs, total)
-    } else {
-        let mut matched: Vec<JobRecord> = Vec::new();
-        let mut budget = MAX_SCAN;
-        for q in &queues {
-            let mut offset = 0;
-            while budget > 0 {
-                let n = SCAN_CHUNK.min(budget);
-                let page = q.index_page(owner, f.created, offset, n, true).await?;
-                if page.is_empty() {
-                    break;
-                }
-                budget -= page.len();
-                offset += page.len();
-                let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
-                let recs = q.show_many(&ids).await?;
-                let gone: Vec<String> = ids
-                    .iter()
-                    .zip(&recs)
-                    .filter(|(_, r)| r.is_none())
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                q.unindex(owner, &gone).await?;
-                matched.extend(recs.into_iter().flatten().filter(|r| f.matches(r)));
-                if ids.len() < n {
-                    break;
+            entries.sort();
+            if f.desc {
+                entries.reverse();
+            }
+            let page: Vec<_> = entries.into_iter().skip(f.offset).take(f.limit).collect();
+            let mut jobs = Vec::with_capacity(page.len());
+            for (_, id, qi) in page {
+                match queues[qi].show(&id).await? {
+                    Some(r) => jobs.push(r),
+                    None => queues[qi].unindex(owner, std::slice::from_ref(&id)).await?,
                 }
             }
+            (jobs, total)
         }
-        matched.sort_by(|a, b| {
-            let o = sort_key(a, &f.sort_by)
-                .cmp(&sort_key(b, &f.sort_by))
-                .then_with(|| a.id.cmp(&b.id));
-            if f.desc { o.reverse() } else { o }
-        });
-        let total = matched.len() as u64;
-        let jobs = matched.into_iter().skip(f.offset).take(f.limit).collect();
-        (jobs, total)
+        scope => {
+            let mut matched: Vec<JobRecord> = collect(&queues, scope, f.created)
+                .await?
+                .into_iter()
+                .filter(|r| f.matches(r))
+                .collect();
+            matched.sort_by(|a, b| {
+                let o = sort_key(a, &f.sort_by)
+                    .cmp(&sort_key(b, &f.sort_by))
+                    .then_with(|| a.id.cmp(&b.id));
+                if f.desc { o.reverse() } else { o }
+            });
+            let total = matched.len() as u64;
+            let jobs = matched.into_iter().skip(f.offset).take(f.limit).collect();
+            (jobs, total)
+        }
     };
     let has_more = (f.offset + jobs.len()) < total as usize;
     Ok(Json(JobList {
@@ -847,33 +913,15 @@ pub async fn overview(
         queue_size,
         active_workers,
     };
-    let mut budget = MAX_SCAN;
-    for q in s.queues().await? {
-        let mut offset = 0;
-        while budget > 0 {
-            let n = SCAN_CHUNK.min(budget);
-            let page = q
-                .index_page(Some(&caller.user), (0, u64::MAX >> 11), offset, n, true)
-                .await?;
-            if page.is_empty() {
-                break;
-            }
-            budget -= page.len();
-            offset += page.len();
-            let ids: Vec<String> = page.into_iter().map(|(id, _)| id).collect();
-            for r in q.show_many(&ids).await?.into_iter().flatten() {
-                o.total_jobs += 1;
-                match r.status.as_str() {
-                    "pending" | "retrying" => o.pending_jobs += 1,
-                    "running" => o.running_jobs += 1,
-                    "completed" => o.completed_jobs += 1,
-                    "failed" => o.failed_jobs += 1,
-                    _ => {}
-                }
-            }
-            if ids.len() < n {
-                break;
-            }
+    let queues = s.queues().await?;
+    for r in collect(&queues, Some(&caller.user), (0, u64::MAX >> 11)).await? {
+        o.total_jobs += 1;
+        match r.status.as_str() {
+            "pending" | "retrying" => o.pending_jobs += 1,
+            "running" => o.running_jobs += 1,
+            "completed" => o.completed_jobs += 1,
+            "failed" => o.failed_jobs += 1,
+            _ => {}
         }
     }
     Ok(Json(o))
@@ -939,6 +987,7 @@ pub async fn cleanup(
         (status = 201, description = "Enqueued", body = JobView),
         (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -1003,6 +1052,7 @@ pub async fn process_document(
         (status = 201, description = "Enqueued", body = JobView),
         (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),

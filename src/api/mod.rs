@@ -136,7 +136,7 @@ impl ApiState {
         jobs::overview, jobs::queue_stats, jobs::cleanup, jobs::process_document,
         jobs::run_workflow, events::stream
     ),
-    components(schemas(problem::Problem, problem::FieldError)),
+    components(schemas(problem::Problem, problem::FieldError, jobs::JobStatus, jobs::JobPriority)),
     modifiers(&Security),
     tags(
         (name = "jobs", description = "Chatter's /api/v1/jobs routes"),
@@ -160,11 +160,46 @@ impl utoipa::Modify for Security {
     }
 }
 
-async fn openapi_json() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        ApiDoc::openapi().to_pretty_json().unwrap_or_default(),
-    )
+/// A job id as the routes take it: a ULID in Crockford base32.
+pub const ULID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
+
+/// The generated document, completed with what only the running process knows: the registered
+/// job kinds (`function_name`'s enum) and the ULID pattern of path ids.
+pub fn openapi_document(registry: &Registry) -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let kinds: Vec<&str> = registry.names().collect();
+    if let Some(f) = doc.pointer_mut("/components/schemas/JobCreate/properties/function_name") {
+        f["enum"] = serde_json::json!(kinds);
+    }
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/api/v1/jobs/{id}") {
+                continue;
+            }
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|o| o.values_mut())
+            {
+                for p in op["parameters"].as_array_mut().into_iter().flatten() {
+                    if p["name"] == "id" && p["in"] == "path" {
+                        p["schema"]["pattern"] = ULID_PATTERN.into();
+                    }
+                }
+            }
+        }
+    }
+    doc
+}
+
+async fn openapi_json(
+    axum::extract::State(s): axum::extract::State<ApiState>,
+) -> impl IntoResponse {
+    static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = DOC.get_or_init(|| {
+        serde_json::to_string_pretty(&openapi_document(&s.registry)).unwrap_or_default()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.clone())
 }
 
 async fn docs_page() -> Html<&'static str> {

@@ -1,6 +1,8 @@
 //! Benchmarks: `queue` (no-op jobs through our Redis queue and apalis-redis) and `chunking`
 //! (extraction and splitting of real text, with langchain-text-splitters), `embedding` and
-//! `workflows` (with `chat_server`, a local OpenAI-compatible chat server).
+//! `workflows` (with `chat_server`, a local OpenAI-compatible chat server), and `api` (the HTTP
+//! enqueue route under wrk, with Redis-direct enqueues).
+pub mod api;
 pub mod chat_server;
 pub mod chunking;
 pub mod embedding;

@@ -95,14 +95,17 @@ pub(crate) async fn fetch(
         for c in r.jobs {
             match Job::decode(&c.payload) {
                 Ok(job) => {
-                    let meta = shared.describe(&c.id, c.fence, &job);
-                    started.push(job_event(
-                        shared.queue.name(),
-                        &c.id,
-                        &meta,
-                        "job.started",
-                        serde_json::json!({"status": "running", "attempt": c.attempt}),
-                    ));
+                    // Only jobs with an owner have events (see `Shared::publish`).
+                    if job.created_by_user_id.is_some() {
+                        let meta = shared.describe(&c.id, c.fence, &job);
+                        started.push(job_event(
+                            shared.queue.name(),
+                            &c.id,
+                            &meta,
+                            "job.started",
+                            serde_json::json!({"status": "running", "attempt": c.attempt}),
+                        ));
+                    }
                     let claim = Claim {
                         id: c.id,
                         fence: c.fence,
@@ -203,7 +206,9 @@ async fn flush(shared: &Shared, batch: &mut Vec<FinishEntry>, give_up: &Cancella
     loop {
         match shared.queue.finish(batch).await {
             Ok(report) => {
-                shared.publish(finish_events(shared, batch, &report.stale_ids));
+                if shared.has_owned() {
+                    shared.publish(finish_events(shared, batch, &report.stale_ids));
+                }
                 if report.stale > 0 {
                     metrics::record_stale(shared.queue.name(), report.stale);
                     tracing::warn!(

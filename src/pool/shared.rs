@@ -54,6 +54,8 @@ pub struct Shared {
     /// Tripped when the pool stops fetching.
     pub stopping: CancellationToken,
     held: Mutex<HashMap<(String, u64), Held>>,
+    /// Held claims with an owner (events to publish); 0 lets the finish path skip the lookups.
+    owned: std::sync::atomic::AtomicUsize,
     finish_tx: UnboundedSender<FinishEntry>,
     progress_tx: UnboundedSender<ProgressUpdate>,
     rng: Mutex<StdRng>,
@@ -83,6 +85,7 @@ impl Shared {
             registry,
             stopping: CancellationToken::new(),
             held: Mutex::new(HashMap::new()),
+            owned: std::sync::atomic::AtomicUsize::new(0),
             finish_tx,
             progress_tx,
         }
@@ -112,10 +115,18 @@ impl Shared {
             name: job.name.clone(),
             kind: job.function_name.clone(),
         });
-        if let Some(h) = self.held().get_mut(&(id.to_string(), fence)) {
-            h.meta = Some(meta.clone());
+        if let Some(h) = self.held().get_mut(&(id.to_string(), fence))
+            && h.meta.replace(meta.clone()).is_none()
+        {
+            self.owned
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         meta
+    }
+
+    /// Whether any held claim has an owner (and so events).
+    pub fn has_owned(&self) -> bool {
+        self.owned.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
     pub fn meta(&self, id: &str, fence: u64) -> Option<Arc<JobMeta>> {
@@ -124,9 +135,14 @@ impl Shared {
             .and_then(|h| h.meta.clone())
     }
 
-    /// Append events to the event log in the background (best effort: a lost event must never
-    /// hold up or fail a job).
-    pub fn publish(&self, events: Vec<crate::events::Event>) {
+    /// Append job events to the event log in the background (best effort: a lost event must
+    /// never hold up or fail a job). Only jobs with an owner have events: SSE delivers them to
+    /// that user (and admins); ownerless work (cron ticks, internal follow-ups) costs nothing.
+    pub fn publish(&self, mut events: Vec<crate::events::Event>) {
+        events.retain(|e| e.owner.is_some());
+        if events.is_empty() {
+            return;
+        }
         let len = self.queue.options().event_log_len;
         if events.is_empty() || len == 0 {
             return;
@@ -189,7 +205,12 @@ impl Shared {
     pub fn release(&self, entries: &[FinishEntry]) {
         let mut held = self.held();
         for e in entries {
-            held.remove(&(e.id.clone(), e.fence));
+            if let Some(h) = held.remove(&(e.id.clone(), e.fence))
+                && h.meta.is_some()
+            {
+                self.owned
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
     }
 

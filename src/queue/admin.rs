@@ -84,17 +84,17 @@ impl RedisQueue {
             .collect())
     }
 
-    /// Index entries (id, created ms) of every job of the queue or of one owner, created within
-    /// `min..=max` ms, `offset` and `count` in the chosen order.
+    /// Index entries (id, created ms) of one owner's jobs, created within `min..=max` ms,
+    /// `offset` and `count` in the chosen order.
     pub async fn index_page(
         &self,
-        owner: Option<&str>,
+        owner: &str,
         (min, max): (u64, u64),
         offset: usize,
         count: usize,
         newest_first: bool,
     ) -> Result<Vec<(String, u64)>> {
-        let key = owner.map_or_else(|| self.keys.index(), |o| self.keys.owner_index(o));
+        let key = self.keys.owner_index(owner);
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(key);
         if newest_first {
@@ -107,9 +107,9 @@ impl RedisQueue {
         Ok(v.into_iter().map(|(id, s)| (id, s as u64)).collect())
     }
 
-    /// How many jobs of the queue (or of one owner) were created within `min..=max` ms.
-    pub async fn index_count(&self, owner: Option<&str>, (min, max): (u64, u64)) -> Result<u64> {
-        let key = owner.map_or_else(|| self.keys.index(), |o| self.keys.owner_index(o));
+    /// How many of one owner's jobs were created within `min..=max` ms.
+    pub async fn index_count(&self, owner: &str, (min, max): (u64, u64)) -> Result<u64> {
+        let key = self.keys.owner_index(owner);
         Ok(redis::cmd("ZCOUNT")
             .arg(key)
             .arg(min)
@@ -118,21 +118,44 @@ impl RedisQueue {
             .await?)
     }
 
-    /// Drop index entries whose record is gone (deleted at finish with no retention).
-    pub async fn unindex(&self, owner: Option<&str>, ids: &[String]) -> Result<()> {
+    /// Drop an owner's index entries whose record is gone (deleted at finish with no retention).
+    pub async fn unindex(&self, owner: &str, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(self.keys.index()).arg(ids).ignore();
-        if let Some(o) = owner {
-            pipe.cmd("ZREM")
-                .arg(self.keys.owner_index(o))
-                .arg(ids)
-                .ignore();
-        }
-        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        let _: () = redis::cmd("ZREM")
+            .arg(self.keys.owner_index(owner))
+            .arg(ids)
+            .query_async(&mut self.conn.clone())
+            .await?;
         Ok(())
+    }
+
+    /// Up to `max` job ids of every state, read from the state structures themselves (no index):
+    /// running, ready (by priority), scheduled, retrying, then the newest dead and finished.
+    pub async fn scan_ids(&self, max: usize) -> Result<Vec<String>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let k = &self.keys;
+        let last = max as i64 - 1;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE").arg(k.leases()).arg(0).arg(last);
+        for p in chatter_jobs::Priority::ALL {
+            pipe.cmd("LRANGE").arg(k.ready(p)).arg(0).arg(last);
+        }
+        pipe.cmd("ZRANGE").arg(k.scheduled()).arg(0).arg(last);
+        pipe.cmd("ZRANGE").arg(k.retry()).arg(0).arg(last);
+        pipe.cmd("ZRANGE").arg(k.dead()).arg(0).arg(last).arg("REV");
+        pipe.cmd("ZRANGE").arg(k.done()).arg(0).arg(last).arg("REV");
+        let lists: Vec<Vec<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(lists
+            .into_iter()
+            .flatten()
+            .filter(|id| seen.insert(id.clone()))
+            .take(max)
+            .collect())
     }
 
     fn record(&self, id: &str, h: HashMap<String, String>) -> Option<JobRecord> {
@@ -224,7 +247,6 @@ impl RedisQueue {
         Ok(scripts::PURGE
             .key(self.keys.dead())
             .key(self.keys.job_prefix())
-            .key(self.keys.index())
             .key(self.keys.owner_index_prefix())
             .arg(id.unwrap_or(""))
             .arg(limit.max(1))

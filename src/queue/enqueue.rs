@@ -42,11 +42,6 @@ impl RedisQueue {
             }
         }
         let mut conn = self.conn.clone();
-        let _: () = redis::cmd("SADD")
-            .arg(super::Keys::registry(self.keys.prefix()))
-            .arg(self.name())
-            .query_async(&mut conn)
-            .await?;
         let mut out = Vec::with_capacity(jobs.len());
         for group in jobs.chunks(CHUNK * CHUNKS_PER_ROUND_TRIP) {
             let replies = self.send_group(&mut conn, group).await?;
@@ -81,13 +76,12 @@ impl RedisQueue {
         let cmd = pipe
             .cmd("EVALSHA")
             .arg(scripts::ENQUEUE.get_hash())
-            .arg(7)
+            .arg(6)
             .arg(self.keys.job_prefix())
             .arg(self.keys.ready_prefix())
             .arg(self.keys.scheduled())
             .arg(self.keys.notify())
             .arg(self.keys.idem_prefix())
-            .arg(self.keys.index())
             .arg(self.keys.owner_index_prefix())
             .arg(now)
             .arg(ttl);
@@ -104,7 +98,6 @@ impl RedisQueue {
                 .arg(job.max_attempts())
                 .arg(job.idempotency_key.as_deref().unwrap_or(""))
                 .arg(job.created_by_user_id.as_deref().unwrap_or(""))
-                .arg(&job.name)
                 .arg(job.created_at.millis());
         }
     }
@@ -118,6 +111,11 @@ impl RedisQueue {
         let ttl = self.options.idempotency_ttl.as_millis() as u64;
         let build = || {
             let mut pipe = redis::pipe();
+            // The queue joins the registry (for `queues` and metrics) in the same round trip.
+            pipe.cmd("SADD")
+                .arg(super::Keys::registry(self.keys.prefix()))
+                .arg(self.name())
+                .ignore();
             for chunk in group.chunks(CHUNK) {
                 self.push_call(&mut pipe, chunk, now, ttl);
             }

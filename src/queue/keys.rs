@@ -60,12 +60,8 @@ impl Keys {
     pub fn done(&self) -> String {
         format!("{}:done", self.base)
     }
-    /// ZSET of every job of the queue, score = created ms (the API's listing; trimmed with the
-    /// records).
-    pub fn index(&self) -> String {
-        format!("{}:index", self.base)
-    }
-    /// `<p>:{q}:owner:` — one ZSET per user of that user's jobs: [`Keys::owner_index`].
+    /// `<p>:{q}:owner:` — one ZSET per user of that user's jobs, score = created ms (the API's
+    /// listing; trimmed with the records): [`Keys::owner_index`].
     pub fn owner_index_prefix(&self) -> String {
         format!("{}:owner:", self.base)
     }

@@ -102,7 +102,6 @@ impl RedisQueue {
             .key(k.dead())
             .key(k.job_prefix())
             .key(k.workers())
-            .key(k.index())
             .key(k.owner_index_prefix())
             .arg(now_ms())
             .arg(retention_ms)

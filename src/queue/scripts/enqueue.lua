@@ -4,11 +4,11 @@
 -- KEYS[3] scheduled ZSET        (score: run-at ms)
 -- KEYS[4] notify LIST           (one token wakes a blocked fetcher)
 -- KEYS[5] idempotency prefix    <p>:{q}:idem:
--- KEYS[6] index ZSET            <p>:{q}:index   (every job, score = created ms: the API's listing)
--- KEYS[7] owner index prefix    <p>:{q}:owner:  (+ user id: that user's jobs, same scores)
+-- KEYS[6] owner index prefix    <p>:{q}:owner:  (+ user id: that user's jobs, score = created ms;
+--   only jobs with an owner are indexed, so ownerless work pays nothing for the API's listing)
 -- ARGV[1] now (ms)   ARGV[2] idempotency TTL (ms)   (callers send at most 500 jobs per call)
--- ARGV[3..] nine values per job: id, payload, priority, run_at ms (0 = now), max_attempts,
---   idempotency key ('' = none), owner user id ('' = none), name, created ms
+-- ARGV[3..] eight values per job: id, payload, priority, run_at ms (0 = now), max_attempts,
+--   idempotency key ('' = none), owner user id ('' = none), created ms
 -- Returns a flat array, two values per job: the job id (the first job's id on an idempotency hit,
 --   or the same id when that id already exists), and 1 if this call created it, else 0.
 local now = tonumber(ARGV[1])
@@ -16,10 +16,10 @@ local ttl = tonumber(ARGV[2])
 local out = {}
 local pushed = false
 local ready = {}
-for i = 3, #ARGV, 9 do
+for i = 3, #ARGV, 8 do
   local id, payload, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local run_at, max_attempts, idem = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
-  local user, name, created = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  local user, created = ARGV[i + 6], ARGV[i + 7]
   local existing = false
   if idem ~= '' then
     existing = redis.call('GET', KEYS[5] .. idem)
@@ -37,11 +37,10 @@ for i = 3, #ARGV, 9 do
     end
     -- fence and attempt start absent (= 0): every reader defaults them.
     redis.call('HSET', KEYS[1] .. id, 'payload', payload, 'status', 'pending', 'priority', prio,
-      'max_attempts', max_attempts, 'enqueued_at', now, 'run_at', run_at, 'name', name)
-    redis.call('ZADD', KEYS[6], created, id)
+      'max_attempts', max_attempts, 'enqueued_at', now, 'run_at', run_at)
     if user ~= '' then
       redis.call('HSET', KEYS[1] .. id, 'user', user)
-      redis.call('ZADD', KEYS[7] .. user, created, id)
+      redis.call('ZADD', KEYS[6] .. user, created, id)
     end
     if run_at > now then
       redis.call('ZADD', KEYS[3], run_at, id)

@@ -1,5 +1,5 @@
 -- purge: delete dead-lettered jobs for good.
--- KEYS[1] dead ZSET   KEYS[2] job key prefix   KEYS[3] index ZSET   KEYS[4] owner index prefix
+-- KEYS[1] dead ZSET   KEYS[2] job key prefix   KEYS[3] owner index prefix
 -- ARGV[1] job id ('' = the oldest ARGV[2] dead jobs)   ARGV[2] limit
 -- Returns the number of jobs deleted.
 local ids
@@ -9,8 +9,7 @@ for _, id in ipairs(ids) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
     local user = redis.call('HGET', KEYS[2] .. id, 'user')
     redis.call('DEL', KEYS[2] .. id)
-    redis.call('ZREM', KEYS[3], id)
-    if user then redis.call('ZREM', KEYS[4] .. user, id) end
+    if user then redis.call('ZREM', KEYS[3] .. user, id) end
     n = n + 1
   end
 end

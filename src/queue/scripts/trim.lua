@@ -1,6 +1,6 @@
 -- trim: bounded retention of finished jobs, so Redis memory is flat after a burst.
 -- KEYS[1] done ZSET   KEYS[2] dead ZSET   KEYS[3] job key prefix   KEYS[4] workers ZSET
--- KEYS[5] index ZSET  KEYS[6] owner index prefix
+-- KEYS[5] owner index prefix
 -- ARGV[1] now ms   ARGV[2] done retention ms   ARGV[3] max done records   ARGV[4] max dead records
 -- ARGV[5] at most this many deletions per set in this call
 -- Returns {done removed, dead removed}: records past the retention time, then past the count
@@ -17,8 +17,7 @@ local function drop_oldest(set, k, states)
     local h = redis.call('HMGET', KEYS[3] .. id, 'status', 'user')
     if h[1] and states[h[1]] then
       redis.call('DEL', KEYS[3] .. id)
-      redis.call('ZREM', KEYS[5], id)
-      if h[2] then redis.call('ZREM', KEYS[6] .. h[2], id) end
+      if h[2] then redis.call('ZREM', KEYS[5] .. h[2], id) end
     end
   end
   redis.call('ZREMRANGEBYRANK', set, 0, k - 1)

@@ -1,0 +1,70 @@
+//! A worker process serving the HTTP API, with API keys for `admin`, `u1` and `u2` and a JWT
+//! secret; shared by the API, dashboard and schemathesis tests.
+#![allow(dead_code)]
+
+use super::common::{free_port, redis_url, wait_until};
+use serde_json::json;
+use std::time::Duration;
+
+pub const SECRET: &str = "test-secret";
+
+pub struct Api {
+    pub child: tokio::process::Child,
+    pub base: String,
+}
+
+pub fn key(name: &str) -> String {
+    format!("cwk_test_{name}")
+}
+
+/// A `run` process serving the API (maintenance queue), keys for admin, u1 and u2.
+pub async fn spawn_api(prefix: &str, dir: &std::path::Path) -> Api {
+    let port = free_port();
+    let cfg = dir.join(format!("api-{port}.toml"));
+    let mut text = format!(
+        "prefix = \"{prefix}\"\nhttp_addr = \"127.0.0.1:{port}\"\n[api]\njwt_secret = \"{SECRET}\"\nmax_batch = 5\nkeepalive_secs = 1\n"
+    );
+    for (name, admin) in [("admin", true), ("u1", false), ("u2", false)] {
+        let h = chatter_worker::api::auth::hash_key(&key(name));
+        text += &format!(
+            "[[api.keys]]\nname = \"{name}\"\nsha256 = \"{h}\"\nuser = \"{name}\"\nadmin = {admin}\n"
+        );
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["run", "--queues", "maintenance"])
+        .env("REDIS_URL", redis_url())
+        .env_remove("DATABASE_URL")
+        .env("CW_NO_SCHEDULER", "true")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn chatter-worker");
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    wait_until(Duration::from_secs(20), "the API to answer", || {
+        let c = c.clone();
+        let url = format!("{base}/healthz");
+        async move { c.get(url).send().await.is_ok() }
+    })
+    .await;
+    Api { child, base }
+}
+
+pub fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cw-api-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn jwt(sub: &str, exp_in: i64, secret: &str) -> String {
+    let exp = chrono::Utc::now().timestamp() + exp_in;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
