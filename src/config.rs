@@ -83,12 +83,18 @@ pub struct Settings {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
     pub enabled: bool,
+    /// Serve the API and dashboard on their own address instead of `http_addr` (also
+    /// `CW_API_ADDR`).
+    pub addr: Option<String>,
     /// HS256 secret shared with Chatter for its JWTs (`sub` = user id); also `CW_JWT_SECRET`.
     pub jwt_secret: Option<String>,
     /// User ids with admin rights (all jobs, all events, cleanup, the dashboard).
     pub admins: Vec<String>,
     /// Bearer API keys, stored as the SHA-256 of the key (`chatter-worker api-key new`).
     pub keys: Vec<ApiKeySettings>,
+    /// The kinds users may enqueue through the API (admins: every kind). A user's
+    /// `chunk_document` must name a document they own.
+    pub user_kinds: Vec<String>,
     /// The most jobs one `POST /api/v1/jobs/batch` takes.
     pub max_batch: usize,
     /// Largest request body, MB.
@@ -101,9 +107,11 @@ impl Default for ApiSettings {
     fn default() -> Self {
         Self {
             enabled: true,
+            addr: None,
             jwt_secret: None,
             admins: Vec::new(),
             keys: Vec::new(),
+            user_kinds: vec!["chunk_document".into(), "run_workflow".into()],
             max_batch: 10_000,
             max_body_mb: 64.0,
             keepalive_secs: 15.0,
@@ -500,6 +508,11 @@ impl Settings {
         positive("[api] max_body_mb", a.max_body_mb, 0.001)?;
         positive("[api] keepalive_secs", a.keepalive_secs, 0.1)?;
         secs("[api] keepalive_secs", a.keepalive_secs)?;
+        for kind in &a.user_kinds {
+            registry
+                .resolve(kind)
+                .map_err(|e| ConfigError::Invalid(format!("[api] user_kinds: {e}")))?;
+        }
         if a.max_batch == 0 {
             return Err(ConfigError::Invalid(
                 "[api] max_batch must be at least 1".into(),

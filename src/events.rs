@@ -148,6 +148,25 @@ pub async fn range_after(
     Ok(parse(entries))
 }
 
+/// Whether the log was trimmed past `id` (its oldest entry is newer): a reader resuming after
+/// `id` may have missed events. Conservative: it may say so when the trim stopped exactly at the
+/// entry after `id`, never the other way round.
+pub async fn trimmed_after(
+    conn: &mut ConnectionManager,
+    key: &str,
+    id: StreamId,
+) -> redis::RedisResult<bool> {
+    let entries: Entries = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    Ok(parse(entries).first().is_some_and(|first| first.id > id))
+}
+
 /// The newest entry's id (the point a fresh tail starts from); `0-0` for an empty stream.
 pub async fn last_id(conn: &mut ConnectionManager, key: &str) -> redis::RedisResult<StreamId> {
     let entries: Entries = redis::cmd("XREVRANGE")

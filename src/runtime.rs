@@ -61,6 +61,24 @@ pub async fn run(
             addr: settings.http_addr.clone(),
             source,
         })?;
+    // The API's own listener, when it has one: bound before anything starts, like /metrics'.
+    let api_addr = settings
+        .api
+        .addr
+        .clone()
+        .or_else(|| std::env::var("CW_API_ADDR").ok())
+        .filter(|a| settings.api.enabled && !a.is_empty());
+    let api_listener = match &api_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Listen {
+                    addr: addr.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let Some(mut conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
@@ -94,6 +112,21 @@ pub async fn run(
         Some((state, (settings.api.max_body_mb * 1024.0 * 1024.0) as usize))
     } else {
         None
+    };
+    // On its own address, or beside /metrics.
+    let (api, api_server) = match (api, api_listener) {
+        (Some((state, max_body)), Some(listener)) => {
+            tracing::info!(addr = ?api_addr, "api and dashboard on their own address");
+            let stop = background.clone();
+            let app = crate::api::router(state, max_body);
+            let server = tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+            });
+            (None, Some(server))
+        }
+        (api, _) => (api, None),
     };
     let http = tokio::spawn(http::serve(
         listener,
@@ -193,6 +226,9 @@ pub async fn run(
     }
     background.cancel();
     let _ = tokio::join!(http, rescuer, retention);
+    if let Some(s) = api_server {
+        let _ = s.await;
+    }
     for t in [reconcile, scheduler].into_iter().flatten() {
         let _ = t.await;
     }

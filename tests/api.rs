@@ -5,7 +5,7 @@
 mod api_kit;
 mod common;
 
-use api_kit::{SECRET, jwt, key, spawn_api, tmpdir};
+use api_kit::{SECRET, jwt, key, spawn_api, spawn_api_on_own_port, tmpdir};
 
 use common::wait_until;
 use reqwest::StatusCode;
@@ -98,7 +98,7 @@ async fn every_route_with_validation_auth_and_owner_scoping() {
     assert_eq!(st, StatusCode::OK, "{v}");
 
     // Create: the job with Chatter's fields, owned by the caller.
-    let future = "2099-01-01T00:00:00Z";
+    let future = "2099-01-01T02:00:00+02:00";
     let (st, j1) = u1
         .post(
             "/api/v1/jobs",
@@ -112,6 +112,7 @@ async fn every_route_with_validation_auth_and_owner_scoping() {
     assert_eq!(j1["priority"], "high");
     assert_eq!(j1["max_retries"], 2);
     assert_eq!(j1["tags"], json!(["t1", "t2"]));
+    // An offset is understood (Python's isoformat()); times are shown in UTC.
     assert_eq!(j1["scheduled_at"], "2099-01-01T00:00:00.000Z");
     let id1 = j1["id"].as_str().unwrap().to_string();
     assert_eq!(id1.len(), 26);
@@ -342,7 +343,8 @@ async fn every_route_with_validation_auth_and_owner_scoping() {
             &o["failed_jobs"],
             &o["pending_jobs"]
         ),
-        (&json!(5), &json!(3), &json!(1), &json!(0)),
+        // completed: 3 completed + the cancelled one (like the queues' `finished`)
+        (&json!(5), &json!(4), &json!(1), &json!(0)),
         "{o}"
     );
     assert!(o["active_workers"].as_u64().unwrap() >= 1, "{o}");
@@ -419,13 +421,12 @@ async fn every_route_with_validation_auth_and_owner_scoping() {
     assert_eq!(u2.get("/api/v1/jobs").await.1["total"], 4);
 
     // The conveniences: a document's processing, a workflow run (as the caller).
+    // A user's document must be theirs: this process has no database to ask, so it is not
+    // found; an admin may process any.
     let doc = ulid::Ulid::new().to_string();
-    let (st, v) = u1
-        .post(
-            &format!("/api/v1/documents/{doc}/process"),
-            json!({"priority": "critical"}),
-        )
-        .await;
+    let path = format!("/api/v1/documents/{doc}/process");
+    assert_eq!(u1.post(&path, json!({})).await.0, StatusCode::NOT_FOUND);
+    let (st, v) = admin.post(&path, json!({"priority": "critical"})).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     assert_eq!(
         (&v["function_name"], &v["kwargs"]["document_id"]),
@@ -455,6 +456,83 @@ async fn every_route_with_validation_auth_and_owner_scoping() {
         .await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(names(&v, "kwargs"), "{v}");
+
+    // Keys are per user: the same key from u1 is u1's own job, and u2's is not shown to u1.
+    let (st, other) = read(
+        u1.req(reqwest::Method::POST, "/api/v1/jobs")
+            .header("Idempotency-Key", "k-1")
+            .json(&json!({"function_name": "ping", "schedule_at": future}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{other}");
+    assert_ne!(other["id"], first["id"]);
+    assert_eq!(other["created_by_user_id"], "u1");
+    let other_id = other["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        u1.post(&format!("/api/v1/jobs/{other_id}/cancel"), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Access: maintenance kinds are for admins; a user's document must be theirs (this process
+    // has no database to ask, so it is not found); admins may process any.
+    let (st, v) = u1
+        .post(
+            "/api/v1/jobs",
+            json!({"function_name": "database_maintenance"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("function_name"),
+        "{v}"
+    );
+    let (st, v) = u1
+        .post(
+            "/api/v1/jobs/batch",
+            json!({"jobs": [{"function_name": "ping"}, {"function_name": "document_archiving"}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("jobs[1].function_name"),
+        "{v}"
+    );
+    let (st, _) = admin
+        .post(
+            "/api/v1/jobs",
+            json!({"function_name": "database_maintenance", "schedule_at": future}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED);
+
+    // Chatter's spellings: a trailing slash, `force` in the query, lowercase ids, offsets.
+    assert_eq!(u2.get("/api/v1/jobs/").await.0, StatusCode::OK);
+    assert_eq!(
+        u1.get(&format!("/api/v1/jobs/{}", other_id.to_lowercase()))
+            .await
+            .1["id"],
+        other_id.as_str()
+    );
+    let (st, c) = admin
+        .post("/api/v1/jobs/cleanup?force=true", json!({}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{c}");
+    assert!(c["removed_finished"].as_u64().unwrap() >= 1, "{c}");
+    // axum's own rejections are problem documents too.
+    let r = u1
+        .req(reqwest::Method::DELETE, &format!("/api/v1/jobs/{other_id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(r).await.0, StatusCode::METHOD_NOT_ALLOWED);
 
     // OpenAPI and its docs page; unknown API routes are problems too.
     let doc: Value = reqwest::get(format!("{b}/api/v1/openapi.json"))
@@ -658,4 +736,159 @@ async fn events_reach_only_their_owner_across_processes_and_resume_after_last_ev
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(names(&v, "Last-Event-ID"), "{v}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_can_have_its_own_address() {
+    let prefix = format!("own-{}", ulid::Ulid::new());
+    let (api, metrics) = spawn_api_on_own_port(&prefix, &tmpdir("own")).await;
+    let c = Client::new(&api.base, Some(key("u1")));
+    wait_until(LIMIT, "the API port to answer", || async {
+        reqwest::get(format!("{}/api/v1/openapi.json", api.base))
+            .await
+            .is_ok()
+    })
+    .await;
+    assert_eq!(c.get("/api/v1/jobs").await.0, StatusCode::OK);
+    let m = reqwest::get(format!("{metrics}/metrics")).await.unwrap();
+    assert_eq!(m.status(), StatusCode::OK);
+    let r = Client::new(&metrics, Some(key("u1")))
+        .req(reqwest::Method::GET, "/api/v1/jobs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "the API is not on the metrics port"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_when_the_token_expires_and_at_shutdown() {
+    let prefix = format!("sse-end-{}", ulid::Ulid::new());
+    let mut api = spawn_api(&prefix, &tmpdir("sse-end")).await;
+    // A JWT expiring in 2 s: its stream ends then (keep-alives alone do not keep it open).
+    let mut short = Sse::open(&api.base, &jwt("u1", 2, SECRET), None).await;
+    let ended = tokio::time::timeout(Duration::from_secs(10), short.rx.recv()).await;
+    assert!(
+        matches!(ended, Ok(None)),
+        "the stream outlived its token: {ended:?}"
+    );
+    // SIGTERM with a client connected: the process still stops (the stream ends).
+    let _open = Sse::open(&api.base, &key("u2"), None).await;
+    let pid = api.child.id().unwrap();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let st = tokio::time::timeout(Duration::from_secs(15), api.child.wait())
+        .await
+        .expect("the worker did not stop within 15 s with an SSE client connected")
+        .unwrap();
+    assert!(st.success(), "{st:?}");
+}
+
+#[tokio::test]
+async fn a_resume_point_older_than_the_log_is_detected() {
+    let mut conn = chatter_worker::queue::connect(&common::redis_url())
+        .await
+        .unwrap();
+    let key = format!("gap-{}:events:log", ulid::Ulid::new());
+    let e = |n: u64| chatter_worker::events::Event::new("job.started", Some("u1"), json!({"n": n}));
+    chatter_worker::events::append(&mut conn, &key, 1000, &[e(1), e(2), e(3)])
+        .await
+        .unwrap();
+    let all = chatter_worker::events::range_after(&mut conn, &key, Default::default(), 10)
+        .await
+        .unwrap();
+    let ids: Vec<_> = all.iter().map(|l| l.id).collect();
+    assert_eq!(ids.len(), 3);
+    let _: () = redis::cmd("XTRIM")
+        .arg(&key)
+        .arg("MAXLEN")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let gap = |id| {
+        let (mut conn, key) = (conn.clone(), key.clone());
+        async move {
+            chatter_worker::events::trimmed_after(&mut conn, &key, id)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(gap(ids[0]).await, "entries 1 and 2 were trimmed");
+    assert!(!gap(ids[2]).await, "entry 3 is still there");
+    assert!(
+        !chatter_worker::events::trimmed_after(&mut conn, "no-such-stream", ids[0])
+            .await
+            .unwrap()
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_posts_from_other_sites_and_non_admins_are_refused() {
+    let prefix = format!("dash-csrf-{}", ulid::Ulid::new());
+    let api = spawn_api(&prefix, &tmpdir("csrf")).await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let pause = format!("{}/dashboard/queues/maintenance/pause", api.base);
+    let cookie = |who: &str| format!("cw_token={}", key(who));
+    for (name, header, value) in [
+        ("fetch metadata", "sec-fetch-site", "cross-site"),
+        ("origin", "origin", "http://evil.example"),
+    ] {
+        let r = c
+            .post(&pause)
+            .header("cookie", cookie("admin"))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+    }
+    // A user's cookie is no admin's; no cookie goes to the login page.
+    let r = c
+        .post(&pause)
+        .header("cookie", cookie("u1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = c
+        .get(format!("{}/dashboard", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+    // From the dashboard itself: paused.
+    let r = c
+        .post(&pause)
+        .header("cookie", cookie("admin"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let admin = Client::new(&api.base, Some(key("admin")));
+    let (_, qs) = admin.get("/api/v1/jobs/stats/queues").await;
+    let m = qs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["queue"] == "maintenance")
+        .unwrap();
+    assert_eq!(m["paused"], true, "{m}");
 }

@@ -1,6 +1,7 @@
 //! Who is calling: a bearer API key (stored as its SHA-256) or one of Chatter's JWTs (HS256 with
 //! the shared secret, `sub` = user id, `exp` required). Admins see every job and event, may clean
-//! up and use the dashboard; a user sees only their own jobs.
+//! up and use the dashboard; a user sees only their own jobs. Admin rights come from the config
+//! only (`[api] admins`, an admin key), never from a token's claims.
 use super::problem::Problem;
 use crate::config::ApiSettings;
 use axum::http::{HeaderMap, header};
@@ -13,6 +14,8 @@ use std::collections::{HashMap, HashSet};
 pub struct Caller {
     pub user: String,
     pub admin: bool,
+    /// When the credential expires (a JWT's `exp`, Unix seconds); SSE streams end then.
+    pub expires_at: Option<u64>,
 }
 
 impl Caller {
@@ -40,10 +43,10 @@ pub struct Auth {
 #[derive(serde::Deserialize)]
 struct Claims {
     sub: String,
-    #[serde(default)]
-    is_admin: bool,
-    #[serde(default)]
-    is_superuser: bool,
+    exp: u64,
+    /// Chatter marks its tokens `access` / `refresh`; only access tokens are accepted.
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
 }
 
 /// The cookie the dashboard's login sets (the token itself; HttpOnly, SameSite=Strict).
@@ -120,6 +123,8 @@ impl Auth {
             let mut v = Validation::new(Algorithm::HS256);
             v.leeway = 5;
             v.set_required_spec_claims(&["exp", "sub"]);
+            // Chatter's access tokens carry no audience; one that does is not refused for it.
+            v.validate_aud = false;
             let data = jsonwebtoken::decode::<Claims>(token, key, &v)
                 .map_err(|e| Problem::unauthorized(format!("invalid token: {e}")))?;
             let c = data.claims;
@@ -128,13 +133,23 @@ impl Auth {
                     "invalid token: `sub` must be 1..=64 bytes",
                 ));
             }
-            let admin = c.is_admin || c.is_superuser || self.admins.contains(&c.sub);
-            return Ok(Caller { user: c.sub, admin });
+            if let Some(k) = c.kind.as_deref().filter(|k| *k != "access") {
+                return Err(Problem::unauthorized(format!(
+                    "invalid token: a {k:?} token; send an access token"
+                )));
+            }
+            let admin = self.admins.contains(&c.sub);
+            return Ok(Caller {
+                user: c.sub,
+                admin,
+                expires_at: Some(c.exp),
+            });
         }
         match self.keys.get(&hash_key(token)) {
             Some(k) => Ok(Caller {
                 user: k.user.clone(),
                 admin: k.admin || self.admins.contains(&k.user),
+                expires_at: None,
             }),
             None => Err(Problem::unauthorized("invalid API key")),
         }
@@ -190,7 +205,8 @@ mod tests {
             a.verify("cwk_test").unwrap(),
             Caller {
                 user: "svc-user".into(),
-                admin: false
+                admin: false,
+                expires_at: None
             }
         );
         assert!(a.verify("cwk_other").is_err());
@@ -203,5 +219,15 @@ mod tests {
             a.verify(&jwt("u1", now + 60, "other")).unwrap_err().status,
             401
         );
+        let refresh = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &serde_json::json!({"sub": "u1", "exp": now + 60, "type": "refresh"}),
+            &jsonwebtoken::EncodingKey::from_secret(b"s3cret"),
+        )
+        .unwrap();
+        assert_eq!(a.verify(&refresh).unwrap_err().status, 401);
+        // alg "none", unsigned: refused.
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ1MSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert_eq!(a.verify(none).unwrap_err().status, 401);
     }
 }

@@ -28,6 +28,48 @@ pub fn router() -> Router<ApiState> {
         .route("/dashboard/dead", get(dead))
         .route("/dashboard/dead/{queue}/{id}/{action}", post(dead_action))
         .route("/dashboard/workers", get(workers))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// Never framed by another page; only this page's own resources.
+async fn secure_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    r
+}
+
+/// A state-changing form post must come from a dashboard page: browsers say where a request
+/// comes from (`Sec-Fetch-Site`, `Origin`); requests without either (curl) are not from a
+/// browser page and carry their own credentials.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    if let Some(site) = get("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
+    }
+    match (get("origin"), get("host")) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest == host),
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+fn cross_site() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        page("Forbidden", "<h1>Cross-site form posts are refused</h1>"),
+    )
+        .into_response()
 }
 
 /// HTML-escape text for element content and attribute values.
@@ -243,6 +285,9 @@ async fn queue_action(
 ) -> Response {
     if let Err(r) = admin(&s, &headers) {
         return *r;
+    }
+    if !same_origin(&headers) {
+        return cross_site();
     }
     let q = s.queue(&queue);
     let r = match action.as_str() {
@@ -502,6 +547,9 @@ async fn dead_action(
 ) -> Response {
     if let Err(r) = admin(&s, &headers) {
         return *r;
+    }
+    if !same_origin(&headers) {
+        return cross_site();
     }
     let q = s.queue(&queue);
     let r = match action.as_str() {

@@ -9,7 +9,7 @@ use crate::events::{self, Logged, StreamId};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use redis::aio::ConnectionManager;
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -100,6 +100,8 @@ struct Conn {
     hub: Arc<Hub>,
     rx: broadcast::Receiver<Arc<Logged>>,
     caller: Caller,
+    /// Process shutdown: the stream ends (the client reconnects elsewhere with Last-Event-ID).
+    stop: CancellationToken,
     /// The newest id this connection has passed (sent or filtered out).
     last: StreamId,
     queue: VecDeque<Arc<Logged>>,
@@ -124,12 +126,27 @@ impl Conn {
         }
     }
 
+    /// The next event for this caller; None ends the stream: at shutdown, when the caller's
+    /// token expires, or when events could not be read back (the client then resumes with
+    /// `Last-Event-ID` instead of silently missing them).
     async fn next(&mut self) -> Option<Arc<Logged>> {
+        let expiry = self.caller.expires_at.map(|exp| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            tokio::time::Instant::now() + Duration::from_secs(exp.saturating_sub(now))
+        });
         loop {
             if let Some(l) = self.queue.pop_front() {
                 return Some(l);
             }
-            match self.rx.recv().await {
+            let received = tokio::select! {
+                r = self.rx.recv() => r,
+                _ = self.stop.cancelled() => return None,
+                _ = async { tokio::time::sleep_until(expiry?).await; Some(()) }, if expiry.is_some() => return None,
+            };
+            match received {
                 Ok(l) if l.id > self.last => {
                     self.last = l.id;
                     if visible(&self.caller, &l) {
@@ -139,7 +156,8 @@ impl Conn {
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     if let Err(e) = self.catch_up().await {
-                        tracing::warn!(error = %e, "sse catch-up failed");
+                        tracing::warn!(error = %e, "sse catch-up failed; ending the stream");
+                        return None;
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
@@ -179,12 +197,19 @@ pub async fn stream(
         hub: hub.clone(),
         rx,
         caller,
+        stop: s.stop.clone(),
         last: StreamId::default(),
         queue: VecDeque::new(),
     };
+    let mut gap = None;
     match last {
         Some(id) => {
             c.last = id;
+            // Events after `id` already trimmed from the log: say so before the replay.
+            let mut conn = hub.conn.clone();
+            if events::trimmed_after(&mut conn, &hub.key, id).await? {
+                gap = Some(id);
+            }
             c.catch_up().await?;
         }
         None => {
@@ -192,9 +217,17 @@ pub async fn stream(
             c.last = events::last_id(&mut conn, &hub.key).await?;
         }
     }
-    let stream = futures::stream::unfold(c, |mut c| async move {
-        let l = c.next().await?;
-        Some((Ok(frame(&l)), c))
+    // `events.gap`: the log no longer holds every event after the client's Last-Event-ID (it
+    // keeps the newest `event_log_len`); the client should reload the state it tracks.
+    let first = gap.map(|id| {
+        Ok(SseEvent::default()
+            .event("events.gap")
+            .data(serde_json::json!({ "after": id.to_string() }).to_string()))
     });
+    let stream =
+        futures::stream::iter(first).chain(futures::stream::unfold(c, |mut c| async move {
+            let l = c.next().await?;
+            Some((Ok(frame(&l)), c))
+        }));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(s.keepalive)))
 }

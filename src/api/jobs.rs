@@ -306,9 +306,68 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     Ok(Some(k.to_string()))
 }
 
+/// An RFC 3339 date-time with any offset (`Z`, `+02:00`: Python's `isoformat()`).
 fn rfc3339(field: &str, v: &str) -> ApiResult<Timestamp> {
-    serde_json::from_value::<Timestamp>(Value::String(v.into()))
-        .map_err(|_| Problem::field(field, format!("{v:?} is not an RFC 3339 date-time")))
+    chrono::DateTime::parse_from_rfc3339(v)
+        .ok()
+        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
+        .map(Timestamp)
+        .ok_or_else(|| Problem::field(field, format!("{v:?} is not an RFC 3339 date-time")))
+}
+
+/// A caller's idempotency key as stored: scoped to the caller, so one user's key can neither
+/// return nor block another user's job.
+fn scoped_key(caller: &super::auth::Caller, key: &str) -> String {
+    format!(
+        "api:{}",
+        super::auth::hash_key(&format!("{}\n{key}", caller.user))
+    )
+}
+
+/// May this caller enqueue this job? Kinds outside `[api] user_kinds` are for admins; a user's
+/// `chunk_document` must name a document they own (without a database to ask, it is refused).
+async fn check_access(
+    s: &ApiState,
+    caller: &super::auth::Caller,
+    job: &Job,
+    at: &str,
+) -> ApiResult<()> {
+    if caller.admin {
+        return Ok(());
+    }
+    if !s.user_kinds.contains(&job.function_name) {
+        return Err(Problem::forbidden(format!(
+            "{at}function_name: {:?} is for admins; users may enqueue {}",
+            job.function_name,
+            s.user_kinds.join(", ")
+        )));
+    }
+    if job.function_name == documents::CHUNK_DOCUMENT {
+        let id = job
+            .kwargs
+            .get("document_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        check_document(s, caller, id).await?;
+    }
+    Ok(())
+}
+
+/// The caller owns document `id` (admins: any); 404 otherwise, also when there is no database.
+async fn check_document(s: &ApiState, caller: &super::auth::Caller, id: &str) -> ApiResult<()> {
+    if caller.admin {
+        return Ok(());
+    }
+    let not_found = || Problem::not_found(format!("no document {id}"));
+    let store = s.store.as_ref().ok_or_else(not_found)?;
+    let doc = store
+        .document(id)
+        .await
+        .map_err(|e| Problem::unavailable(format!("the database is unavailable: {e}")))?;
+    match doc {
+        Some(d) if d.owner_id == caller.user => Ok(()),
+        _ => Err(not_found()),
+    }
 }
 
 /// Build and check one job for `caller`; field names in errors get `at` in front.
@@ -388,7 +447,7 @@ fn build_job(
         ));
     }
     if let Some(k) = idem {
-        b = b.idempotency_key(k);
+        b = b.idempotency_key(scoped_key(caller, &k));
     }
     let mut job = b.build();
     job.args = c.args;
@@ -400,7 +459,7 @@ fn build_job(
 }
 
 /// Enqueue one job; 201 with the job, or 200 with the existing one for a repeated key.
-async fn enqueue_one(s: &ApiState, job: Job) -> ApiResult<Response> {
+async fn enqueue_one(s: &ApiState, caller: &super::auth::Caller, job: Job) -> ApiResult<Response> {
     let q = s.queue(&job.queue);
     let r = q.enqueue(&job).await?;
     if r.created {
@@ -409,12 +468,16 @@ async fn enqueue_one(s: &ApiState, job: Job) -> ApiResult<Response> {
     }
     // An idempotency hit on a job whose record is gone already (finished and removed): the key
     // still holds, so nothing is enqueued again.
-    let rec = q.show(&r.id).await?.ok_or_else(|| {
-        Problem::conflict(format!(
-            "Idempotency-Key matched job {}, which has ended and whose record was removed",
-            r.id
-        ))
-    })?;
+    let rec = q
+        .show(&r.id)
+        .await?
+        .filter(|rec| caller.may_see(rec.owner.as_deref()))
+        .ok_or_else(|| {
+            Problem::conflict(format!(
+                "Idempotency-Key matched job {}, which has ended and whose record was removed",
+                r.id
+            ))
+        })?;
     let mut resp = (StatusCode::OK, Json(JobView::from_record(rec))).into_response();
     resp.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -428,6 +491,7 @@ async fn enqueue_one(s: &ApiState, job: Job) -> ApiResult<Response> {
         (status = 201, description = "Enqueued", body = JobView),
         (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -442,7 +506,8 @@ pub async fn create(
     let idem = idempotency_key(&headers)?;
     let c: JobCreate = json_body(&headers, &body)?;
     let job = build_job(&s, &caller, c, idem, "")?;
-    enqueue_one(&s, job).await
+    check_access(&s, &caller, &job, "").await?;
+    enqueue_one(&s, &caller, job).await
 }
 
 /// Create up to 10,000 jobs, all or nothing.
@@ -451,6 +516,7 @@ pub async fn create(
     responses(
         (status = 201, description = "Enqueued (all of them)", body = BatchReply),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -473,7 +539,10 @@ pub async fn batch(
     let mut jobs = Vec::with_capacity(b.jobs.len());
     for (i, c) in b.jobs.into_iter().enumerate() {
         let key = idem.as_ref().map(|k| format!("{k}:{i}"));
-        jobs.push(build_job(&s, &caller, c, key, &format!("jobs[{i}]."))?);
+        let at = format!("jobs[{i}].");
+        let job = build_job(&s, &caller, c, key, &at)?;
+        check_access(&s, &caller, &job, &at).await?;
+        jobs.push(job);
     }
     let done = crate::queue::enqueue::enqueue_atomic(&s.conn, &s.prefix, &s.options, &jobs).await?;
     let created = done.iter().filter(|e| e.created).count();
@@ -648,8 +717,10 @@ pub async fn collect(
     created: (u64, u64),
 ) -> ApiResult<Vec<JobRecord>> {
     let mut out = Vec::new();
-    let mut budget = MAX_SCAN;
+    // Each queue gets its share of the budget (a big queue must not hide the others).
+    let share = MAX_SCAN / queues.len().max(1);
     for q in queues {
+        let budget = share;
         let ids: Vec<String> = match owner {
             Some(o) => {
                 let mut ids = Vec::new();
@@ -668,7 +739,6 @@ pub async fn collect(
             }
             None => q.scan_ids(budget).await?,
         };
-        budget -= ids.len();
         for chunk in ids.chunks(SCAN_CHUNK) {
             let recs = q.show_many(chunk).await?;
             if let Some(o) = owner {
@@ -685,9 +755,6 @@ pub async fn collect(
                 (created.0..=created.1).contains(&at)
             }));
         }
-        if budget == 0 {
-            break;
-        }
     }
     Ok(out)
 }
@@ -697,6 +764,7 @@ pub async fn collect(
     responses(
         (status = 200, body = JobList),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -725,13 +793,31 @@ pub async fn list(
                 entries.reverse();
             }
             let page: Vec<_> = entries.into_iter().skip(f.offset).take(f.limit).collect();
-            let mut jobs = Vec::with_capacity(page.len());
-            for (_, id, qi) in page {
-                match queues[qi].show(&id).await? {
-                    Some(r) => jobs.push(r),
-                    None => queues[qi].unindex(owner, std::slice::from_ref(&id)).await?,
+            // One round trip per queue, then back in the page's order.
+            let mut found: std::collections::HashMap<String, JobRecord> =
+                std::collections::HashMap::new();
+            for (qi, q) in queues.iter().enumerate() {
+                let ids: Vec<String> = page
+                    .iter()
+                    .filter(|e| e.2 == qi)
+                    .map(|e| e.1.clone())
+                    .collect();
+                let recs = q.show_many(&ids).await?;
+                let mut gone = Vec::new();
+                for (id, r) in ids.into_iter().zip(recs) {
+                    match r {
+                        Some(r) => {
+                            found.insert(id, r);
+                        }
+                        None => gone.push(id),
+                    }
                 }
+                q.unindex(owner, &gone).await?;
             }
+            let jobs: Vec<JobRecord> = page
+                .into_iter()
+                .filter_map(|(_, id, _)| found.remove(&id))
+                .collect();
             (jobs, total)
         }
         scope => {
@@ -785,6 +871,7 @@ async fn locate(
     responses(
         (status = 200, body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
@@ -795,6 +882,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
     let caller = s.caller(&headers)?;
+    let id = id.to_ascii_uppercase();
     let (_, rec) = locate(&s, &caller, &id).await?;
     Ok(Json(JobView::from_record(rec)))
 }
@@ -805,6 +893,7 @@ pub async fn show(
     responses(
         (status = 200, body = CancelReply),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It already ended", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -816,6 +905,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> ApiResult<Json<CancelReply>> {
     let caller = s.caller(&headers)?;
+    let id = id.to_ascii_uppercase();
     let (q, _) = locate(&s, &caller, &id).await?;
     let message = match q.cancel(&id).await? {
         CancelResult::Cancelled => "cancelled".to_string(),
@@ -838,6 +928,7 @@ pub async fn cancel(
     responses(
         (status = 200, body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "It is not dead-lettered", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -849,6 +940,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobView>> {
     let caller = s.caller(&headers)?;
+    let id = id.to_ascii_uppercase();
     let (q, rec) = locate(&s, &caller, &id).await?;
     if q.replay(Some(&id), 1).await? == 0 {
         return Err(Problem::conflict(format!(
@@ -876,6 +968,7 @@ async fn all_stats(s: &ApiState) -> ApiResult<Vec<QueueStats>> {
     responses(
         (status = 200, body = StatsOverview),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn overview(
@@ -895,7 +988,10 @@ pub async fn overview(
                 .iter()
                 .map(|q| q.ready + q.scheduled + q.retrying + q.running + q.dead + q.finished)
                 .sum(),
-            pending_jobs: stats.iter().map(|q| q.ready + q.scheduled).sum(),
+            pending_jobs: stats
+                .iter()
+                .map(|q| q.ready + q.scheduled + q.retrying)
+                .sum(),
             running_jobs: stats.iter().map(|q| q.running).sum(),
             completed_jobs: stats.iter().map(|q| q.finished).sum(),
             failed_jobs: stats.iter().map(|q| q.dead).sum(),
@@ -919,7 +1015,8 @@ pub async fn overview(
         match r.status.as_str() {
             "pending" | "retrying" => o.pending_jobs += 1,
             "running" => o.running_jobs += 1,
-            "completed" => o.completed_jobs += 1,
+            // Like the queues' `finished`: completed or cancelled.
+            "completed" | "cancelled" => o.completed_jobs += 1,
             "failed" => o.failed_jobs += 1,
             _ => {}
         }
@@ -945,6 +1042,7 @@ pub async fn queue_stats(
 
 /// Delete finished job records now (admins only; `force` also deletes dead letters).
 #[utoipa::path(post, path = "/api/v1/jobs/cleanup", tag = "jobs", request_body(content = Option<CleanupRequest>),
+    params(("force" = Option<bool>, Query, description = "Also delete dead letters (as in the body)")),
     responses(
         (status = 200, body = CleanupReply),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -956,14 +1054,24 @@ pub async fn queue_stats(
 pub async fn cleanup(
     State(s): State<ApiState>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult<Json<CleanupReply>> {
     s.admin(&headers)?;
-    let req: CleanupRequest = if body.is_empty() {
+    let mut req: CleanupRequest = if body.is_empty() {
         CleanupRequest::default()
     } else {
         json_body(&headers, &body)?
     };
+    // Chatter passes `force` as a query parameter.
+    for (k, v) in query_pairs(query.as_deref())? {
+        match (k.as_str(), v.as_str()) {
+            ("force", "true" | "1") => req.force = true,
+            ("force", "false" | "0") => {}
+            ("force", _) => return Err(Problem::field("force", format!("{v:?} is not a boolean"))),
+            _ => return Err(Problem::field(k, "unknown query parameter")),
+        }
+    }
     let (mut finished, mut dead) = (0, 0);
     for q in s.queues().await? {
         let r = q.cleanup(req.force).await?;
@@ -987,6 +1095,7 @@ pub async fn cleanup(
         (status = 201, description = "Enqueued", body = JobView),
         (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
@@ -1008,16 +1117,6 @@ pub async fn process_document(
     };
     if ulid::Ulid::from_string(&id).is_err() {
         return Err(Problem::field("id", format!("{id:?} is not a ULID")));
-    }
-    if let Some(store) = &s.store {
-        let doc = store
-            .document(&id)
-            .await
-            .map_err(|e| Problem::unavailable(format!("the database is unavailable: {e}")))?;
-        match doc {
-            Some(d) if caller.may_see(Some(d.owner_id.as_str())) => {}
-            _ => return Err(Problem::not_found(format!("no document {id}"))),
-        }
     }
     let args = documents::ChunkDocumentArgs {
         document_id: id,
@@ -1042,7 +1141,8 @@ pub async fn process_document(
         metadata: Map::new(),
     };
     let job = build_job(&s, &caller, c, idem, "")?;
-    enqueue_one(&s, job).await
+    check_access(&s, &caller, &job, "").await?;
+    enqueue_one(&s, &caller, job).await
 }
 
 /// Run a workflow for the caller (a `run_workflow` job); its events and tokens are the caller's.
@@ -1052,6 +1152,7 @@ pub async fn process_document(
         (status = 201, description = "Enqueued", body = JobView),
         (status = 200, description = "An earlier job with the same Idempotency-Key", body = JobView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -1090,5 +1191,6 @@ pub async fn run_workflow(
         metadata: Map::new(),
     };
     let job = build_job(&s, &caller, c, idem, "")?;
-    enqueue_one(&s, job).await
+    check_access(&s, &caller, &job, "").await?;
+    enqueue_one(&s, &caller, job).await
 }

@@ -42,6 +42,10 @@ pub struct Inner {
     pub store: Option<Store>,
     pub max_batch: usize,
     pub keepalive: Duration,
+    /// Kinds users may enqueue (`[api] user_kinds`); admins may enqueue every kind.
+    pub user_kinds: Vec<String>,
+    /// Tripped at shutdown: SSE streams end, so the server can stop.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl std::ops::Deref for ApiState {
@@ -62,7 +66,7 @@ impl ApiState {
     ) -> crate::queue::Result<Self> {
         let blocking = crate::queue::connect(&settings.redis_url).await?;
         let key = crate::queue::Keys::new(&settings.prefix, "").event_log();
-        let hub = events::Hub::start(conn.clone(), blocking, key, stop);
+        let hub = events::Hub::start(conn.clone(), blocking, key, stop.clone());
         let auth = Auth::new(&settings.api);
         if auth.is_closed() {
             tracing::warn!(
@@ -79,6 +83,8 @@ impl ApiState {
             store,
             max_batch: settings.api.max_batch,
             keepalive: Duration::from_secs_f64(settings.api.keepalive_secs),
+            user_kinds: settings.api.user_kinds.clone(),
+            stop,
         })))
     }
 
@@ -161,7 +167,7 @@ impl utoipa::Modify for Security {
 }
 
 /// A job id as the routes take it: a ULID in Crockford base32.
-pub const ULID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
+pub const ULID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$";
 
 /// The generated document, completed with what only the running process knows: the registered
 /// job kinds (`function_name`'s enum) and the ULID pattern of path ids.
@@ -206,6 +212,31 @@ async fn docs_page() -> Html<&'static str> {
     Html(include_str!("docs.html"))
 }
 
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "this route does not take that method",
+    )
+}
+
+/// axum's own rejections (a body over the limit, a malformed request) as problem documents.
+async fn problems_only(r: axum::response::Response) -> axum::response::Response {
+    let status = r.status();
+    let plain = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("text/plain"));
+    if (status.is_client_error() || status.is_server_error()) && plain {
+        let detail = axum::body::to_bytes(r.into_body(), 64 * 1024)
+            .await
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        return Problem::new(status, detail).into_response();
+    }
+    r
+}
+
 /// Unknown routes under /api answer with a problem document too.
 async fn api_not_found() -> Problem {
     Problem::not_found("no such route")
@@ -214,6 +245,8 @@ async fn api_not_found() -> Problem {
 pub fn router(state: ApiState, max_body: usize) -> Router {
     let api = Router::new()
         .route("/api/v1/jobs", post(jobs::create).get(jobs::list))
+        // FastAPI's routes under the prefix end with a slash: both are served.
+        .route("/api/v1/jobs/", post(jobs::create).get(jobs::list))
         .route("/api/v1/jobs/batch", post(jobs::batch))
         .route("/api/v1/jobs/stats/overview", get(jobs::overview))
         .route("/api/v1/jobs/stats/queues", get(jobs::queue_stats))
@@ -230,6 +263,8 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .route("/api/v1/openapi.json", get(openapi_json))
         .route("/api/v1/docs", get(docs_page))
         .route("/api/{*rest}", axum::routing::any(api_not_found))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(problems_only))
         .layer(DefaultBodyLimit::max(max_body));
     api.merge(dashboard::router()).with_state(state)
 }

@@ -91,20 +91,20 @@ pub(crate) async fn fetch(
         for c in &r.jobs {
             shared.hold(c);
         }
-        let mut started = Vec::with_capacity(got);
         for c in r.jobs {
             match Job::decode(&c.payload) {
                 Ok(job) => {
                     // Only jobs with an owner have events (see `Shared::publish`).
+                    // Published before the handler can run, so `started` precedes the rest.
                     if job.created_by_user_id.is_some() {
                         let meta = shared.describe(&c.id, c.fence, &job);
-                        started.push(job_event(
+                        shared.publish(vec![job_event(
                             shared.queue.name(),
                             &c.id,
                             &meta,
                             "job.started",
                             serde_json::json!({"status": "running", "attempt": c.attempt}),
-                        ));
+                        )]);
                     }
                     let claim = Claim {
                         id: c.id,
@@ -118,7 +118,6 @@ pub(crate) async fn fetch(
                     if tx.send(task).await.is_err() {
                         tracing::warn!(queue = shared.queue.name(), "worker gone; fetching stops");
                         shared.stopping.cancel();
-                        shared.publish(started);
                         return;
                     }
                 }
@@ -128,7 +127,6 @@ pub(crate) async fn fetch(
                 }
             }
         }
-        shared.publish(started);
         if got > 0 || shared.stopping.is_cancelled() {
             continue;
         }
@@ -400,9 +398,10 @@ fn finish_events(shared: &Shared, batch: &[FinishEntry], stale: &[String]) -> Ve
                         json!({"status": "completed", "result": result}),
                     )
                 }
-                Finish::Retry { error, .. } => {
-                    ("job.failed", json!({"status": "retrying", "error": error}))
-                }
+                Finish::Retry { error, .. } => (
+                    "job.retrying",
+                    json!({"status": "retrying", "error": error}),
+                ),
                 Finish::Dead { error, .. } => {
                     ("job.failed", json!({"status": "failed", "error": error}))
                 }

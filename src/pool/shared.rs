@@ -56,6 +56,8 @@ pub struct Shared {
     held: Mutex<HashMap<(String, u64), Held>>,
     /// Held claims with an owner (events to publish); 0 lets the finish path skip the lookups.
     owned: std::sync::atomic::AtomicUsize,
+    /// Events to append, in the order they were published (one writer task per pool).
+    events_tx: Mutex<Option<UnboundedSender<Vec<crate::events::Event>>>>,
     finish_tx: UnboundedSender<FinishEntry>,
     progress_tx: UnboundedSender<ProgressUpdate>,
     rng: Mutex<StdRng>,
@@ -86,6 +88,7 @@ impl Shared {
             stopping: CancellationToken::new(),
             held: Mutex::new(HashMap::new()),
             owned: std::sync::atomic::AtomicUsize::new(0),
+            events_tx: Mutex::new(None),
             finish_tx,
             progress_tx,
         }
@@ -144,16 +147,28 @@ impl Shared {
             return;
         }
         let len = self.queue.options().event_log_len;
-        if events.is_empty() || len == 0 {
+        if len == 0 {
             return;
         }
-        let mut conn = self.queue.connection();
-        let key = self.queue.keys().event_log();
-        tokio::spawn(async move {
-            if let Err(e) = crate::events::append(&mut conn, &key, len, &events).await {
-                tracing::debug!(error = %e, n = events.len(), "events not appended");
-            }
+        let mut tx = self.events_tx.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = tx.get_or_insert_with(|| {
+            // One writer: events reach the log in the order the pool's loops published them.
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<crate::events::Event>>();
+            let mut conn = self.queue.connection();
+            let key = self.queue.keys().event_log();
+            tokio::spawn(async move {
+                while let Some(mut batch) = rx.recv().await {
+                    while let Ok(more) = rx.try_recv() {
+                        batch.extend(more);
+                    }
+                    if let Err(e) = crate::events::append(&mut conn, &key, len, &batch).await {
+                        tracing::debug!(error = %e, n = batch.len(), "events not appended");
+                    }
+                }
+            });
+            tx
         });
+        let _ = tx.send(events);
     }
 
     pub fn context_for(&self, claim: &Claim) -> JobContext {

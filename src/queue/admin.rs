@@ -212,6 +212,7 @@ impl RedisQueue {
             .key(k.scheduled())
             .key(k.retry())
             .key(k.done())
+            .key(k.owner_index_prefix())
             .arg(now_ms())
             .arg(id)
             .arg(k.cancel_channel())

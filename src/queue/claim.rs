@@ -166,6 +166,7 @@ impl RedisQueue {
                 .key(k.scheduled())
                 .key(k.ready_prefix())
                 .key(k.notify())
+                .key(k.owner_index_prefix())
                 .arg(now_ms())
                 .arg(retention);
             for e in chunk {

@@ -180,7 +180,20 @@ pub async fn enqueue_atomic(
             q.push_call(&mut pipe, chunk, now, ttl);
         }
     }
-    let replies: Vec<Value> = pipe.query_async(&mut conn).await?;
+    // EXEC applies every call, but one that fails inside it (a flushed script cache, OOM) does
+    // not undo the others: send the same calls once more. Enqueue is idempotent by job id, so
+    // the calls that did run change nothing the second time and the batch ends complete.
+    let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = jobs.len(), "atomic enqueue failed; sending it again");
+            scripts::ENQUEUE
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await?;
+            pipe.query_async(&mut conn).await?
+        }
+    };
     let mut found = Vec::with_capacity(jobs.len());
     for reply in replies {
         let mut it = array(reply, "enqueue")?.into_iter();

@@ -54,6 +54,7 @@ impl RedisQueue {
             .key(k.dead())
             .key(k.done())
             .key(k.notify())
+            .key(k.owner_index_prefix())
             .arg(limit)
             .arg(self.options.finished_retention.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())

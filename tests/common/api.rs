@@ -19,10 +19,32 @@ pub fn key(name: &str) -> String {
 
 /// A `run` process serving the API (maintenance queue), keys for admin, u1 and u2.
 pub async fn spawn_api(prefix: &str, dir: &std::path::Path) -> Api {
+    spawn(prefix, dir, None).await
+}
+
+/// The same with the API on its own port (`[api] addr`); `base` is the API's, `metrics` the
+/// address of /metrics.
+pub async fn spawn_api_on_own_port(prefix: &str, dir: &std::path::Path) -> (Api, String) {
+    let port = free_port();
+    let api = spawn(prefix, dir, Some(port)).await;
+    let metrics = api.base.clone();
+    (
+        Api {
+            child: api.child,
+            base: format!("http://127.0.0.1:{port}"),
+        },
+        metrics,
+    )
+}
+
+async fn spawn(prefix: &str, dir: &std::path::Path, api_port: Option<u16>) -> Api {
     let port = free_port();
     let cfg = dir.join(format!("api-{port}.toml"));
+    let addr = api_port
+        .map(|p| format!("addr = \"127.0.0.1:{p}\"\n"))
+        .unwrap_or_default();
     let mut text = format!(
-        "prefix = \"{prefix}\"\nhttp_addr = \"127.0.0.1:{port}\"\n[api]\njwt_secret = \"{SECRET}\"\nmax_batch = 5\nkeepalive_secs = 1\n"
+        "prefix = \"{prefix}\"\nhttp_addr = \"127.0.0.1:{port}\"\n[api]\n{addr}jwt_secret = \"{SECRET}\"\nmax_batch = 5\nkeepalive_secs = 1\nuser_kinds = [\"chunk_document\", \"run_workflow\", \"ping\", \"sleep\"]\n"
     );
     for (name, admin) in [("admin", true), ("u1", false), ("u2", false)] {
         let h = chatter_worker::api::auth::hash_key(&key(name));

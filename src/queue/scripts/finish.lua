@@ -1,6 +1,7 @@
 -- finish: record how claimed jobs ended, refusing any entry whose fence is no longer current.
 -- KEYS[1] job key prefix  KEYS[2] leases ZSET  KEYS[3] done ZSET  KEYS[4] dead ZSET
 -- KEYS[5] retry ZSET      KEYS[6] scheduled ZSET  KEYS[7] ready key prefix  KEYS[8] notify LIST
+-- KEYS[9] owner index prefix
 -- ARGV[1] now ms   ARGV[2] finished-record retention ms (0 = delete at once; otherwise the
 --   retention loop deletes the record once it is older, see trim.lua)
 -- ARGV[3..] six values per job (at most 500 jobs per call): id, fence, action, a, b, c
@@ -36,7 +37,9 @@ local function finished(jk, id)
     done[#done + 1] = now
     done[#done + 1] = id
   else
+    local user = redis.call('HGET', jk, 'user')
     redis.call('DEL', jk)
+    if user then redis.call('ZREM', KEYS[9] .. user, id) end
   end
 end
 

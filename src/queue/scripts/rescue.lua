@@ -1,7 +1,7 @@
 -- rescue: hand back jobs whose lease expired (their worker died or hung). Safe in every process:
 -- each expired lease is removed and handled in this one atomic step, by whichever process gets it.
 -- KEYS[1] leases ZSET  KEYS[2] job key prefix  KEYS[3] ready key prefix  KEYS[4] dead ZSET
--- KEYS[5] done ZSET    KEYS[6] notify LIST
+-- KEYS[5] done ZSET    KEYS[6] notify LIST   KEYS[7] owner index prefix
 -- ARGV[1] at most this many leases   ARGV[2] finished-record retention ms
 -- Expiry is judged on Redis's clock (TIME), the one leases were set with.
 -- Returns {requeued, dead, cancelled}. The attempt was counted when the job was claimed; the fence
@@ -26,7 +26,13 @@ for _, id in ipairs(ids) do
     redis.call('HSET', jk, 'history', h)
     if s[5] == '1' then
       redis.call('HSET', jk, 'status', 'cancelled', 'completed_at', now, 'error', 'cancelled')
-      if retention == 0 then redis.call('DEL', jk) else redis.call('ZADD', KEYS[5], now, id) end
+      if retention == 0 then
+        local user = redis.call('HGET', jk, 'user')
+        redis.call('DEL', jk)
+        if user then redis.call('ZREM', KEYS[7] .. user, id) end
+      else
+        redis.call('ZADD', KEYS[5], now, id)
+      end
       cancelled = cancelled + 1
     elseif attempt >= (tonumber(s[3]) or 1) then
       redis.call('HSET', jk, 'status', 'failed', 'completed_at', now,
