@@ -143,6 +143,7 @@ pub async fn run(a: &ApiBenchArgs, redis_url: &str) -> Result<ApiBenchReport, St
             prefix: prefix.clone(),
             ..Settings::default()
         };
+        s.api.user_kinds.push("ping".into());
         s.api.keys.push(ApiKeySettings {
             name: "bench".into(),
             sha256: auth::hash_key(&token),
