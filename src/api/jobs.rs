@@ -484,6 +484,37 @@ async fn enqueue_one(s: &ApiState, caller: &super::auth::Caller, job: Job) -> Ap
     Ok(resp)
 }
 
+impl JobCreate {
+    /// A job of `kind` with these arguments and Chatter's defaults for the rest.
+    fn of(kind: &str, kwargs: Map<String, Value>, priority: Option<JobPriority>) -> Self {
+        Self {
+            name: None,
+            function_name: kind.into(),
+            args: Vec::new(),
+            kwargs,
+            priority,
+            max_retries: None,
+            retry_delay: None,
+            timeout: None,
+            schedule_at: None,
+            tags: Vec::new(),
+            metadata: Map::new(),
+        }
+    }
+}
+
+/// Build, check and enqueue one job for the caller.
+async fn submit(
+    s: &ApiState,
+    caller: &super::auth::Caller,
+    c: JobCreate,
+    idem: Option<String>,
+) -> ApiResult<Response> {
+    let job = build_job(s, caller, c, idem, "")?;
+    check_access(s, caller, &job, "").await?;
+    enqueue_one(s, caller, job).await
+}
+
 /// Create a job.
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = JobCreate,
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeated key returns the first job (200)")),
@@ -505,9 +536,7 @@ pub async fn create(
     let caller = s.caller(&headers)?;
     let idem = idempotency_key(&headers)?;
     let c: JobCreate = json_body(&headers, &body)?;
-    let job = build_job(&s, &caller, c, idem, "")?;
-    check_access(&s, &caller, &job, "").await?;
-    enqueue_one(&s, &caller, job).await
+    submit(&s, &caller, c, idem).await
 }
 
 /// Create up to 10,000 jobs, all or nothing.
@@ -1127,22 +1156,8 @@ pub async fn process_document(
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    let c = JobCreate {
-        name: None,
-        function_name: documents::CHUNK_DOCUMENT.into(),
-        args: Vec::new(),
-        kwargs,
-        priority: p.priority,
-        max_retries: None,
-        retry_delay: None,
-        timeout: None,
-        schedule_at: None,
-        tags: Vec::new(),
-        metadata: Map::new(),
-    };
-    let job = build_job(&s, &caller, c, idem, "")?;
-    check_access(&s, &caller, &job, "").await?;
-    enqueue_one(&s, &caller, job).await
+    let c = JobCreate::of(documents::CHUNK_DOCUMENT, kwargs, p.priority);
+    submit(&s, &caller, c, idem).await
 }
 
 /// Run a workflow for the caller (a `run_workflow` job); its events and tokens are the caller's.
@@ -1177,20 +1192,6 @@ pub async fn run_workflow(
     if let Some(e) = w.execution_id {
         kwargs.insert("execution_id".into(), Value::String(e));
     }
-    let c = JobCreate {
-        name: None,
-        function_name: workflows::RUN_WORKFLOW.into(),
-        args: Vec::new(),
-        kwargs,
-        priority: w.priority,
-        max_retries: None,
-        retry_delay: None,
-        timeout: None,
-        schedule_at: None,
-        tags: Vec::new(),
-        metadata: Map::new(),
-    };
-    let job = build_job(&s, &caller, c, idem, "")?;
-    check_access(&s, &caller, &job, "").await?;
-    enqueue_one(&s, &caller, job).await
+    let c = JobCreate::of(workflows::RUN_WORKFLOW, kwargs, w.priority);
+    submit(&s, &caller, c, idem).await
 }

@@ -69,7 +69,7 @@ impl ApiState {
         let hub = events::Hub::start(conn.clone(), blocking, key, stop.clone());
         let auth = Auth::new(&settings.api);
         if auth.is_closed() {
-            tracing::warn!(
+            tracing::info!(
                 "api: no [api] jwt_secret / CW_JWT_SECRET and no [[api.keys]]: every API call gets 401"
             );
         }
