@@ -346,7 +346,7 @@ fn job_rows(jobs: &[JobRecord]) -> String {
     rows
 }
 
-/// Newest jobs first; at most this many index entries are read per queue.
+/// At most this many jobs are read per queue (newest dead and finished after the live ones).
 const SCAN: usize = 5000;
 const SHOWN: usize = 200;
 
@@ -365,35 +365,33 @@ async fn jobs(
     };
     let names: Vec<String> = all.iter().map(|q| q.name().to_string()).collect();
     let search = p.get("q").map(|q| q.to_lowercase());
-    let mut found: Vec<JobRecord> = Vec::new();
-    for q in all
+    let chosen: Vec<RedisQueue> = all
         .iter()
         .filter(|q| p.get("queue").is_none_or(|n| n == q.name()))
-    {
-        let ids = match q.scan_ids(SCAN).await {
-            Ok(ids) => ids,
-            Err(e) => return failed(e),
+        .cloned()
+        .collect();
+    let scanned =
+        match super::jobs::collect(&chosen, None, super::jobs::ALL_TIME, SCAN * chosen.len()).await
+        {
+            Ok(r) => r,
+            Err(e) => return failed(e.detail),
         };
-        for chunk in ids.chunks(500) {
-            let recs = match q.show_many(chunk).await {
-                Ok(r) => r,
-                Err(e) => return failed(e),
-            };
-            found.extend(recs.into_iter().flatten().filter(|r| {
-                p.get("status").is_none_or(|st| *st == r.status)
-                    && search.as_ref().is_none_or(|s| {
-                        r.id.to_lowercase().contains(s)
-                            || r.name.as_deref().unwrap_or("").to_lowercase().contains(s)
-                            || r.function_name
-                                .as_deref()
-                                .unwrap_or("")
-                                .to_lowercase()
-                                .contains(s)
-                            || r.owner.as_deref().unwrap_or("").to_lowercase().contains(s)
-                    })
-            }));
-        }
-    }
+    let mut found: Vec<JobRecord> = scanned
+        .into_iter()
+        .filter(|r| {
+            p.get("status").is_none_or(|st| *st == r.status)
+                && search.as_ref().is_none_or(|s| {
+                    r.id.to_lowercase().contains(s)
+                        || r.name.as_deref().unwrap_or("").to_lowercase().contains(s)
+                        || r.function_name
+                            .as_deref()
+                            .unwrap_or("")
+                            .to_lowercase()
+                            .contains(s)
+                        || r.owner.as_deref().unwrap_or("").to_lowercase().contains(s)
+                })
+        })
+        .collect();
     found.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     let n = found.len();
     found.truncate(SHOWN);

@@ -607,7 +607,7 @@ impl Filters {
             status: None,
             priority: None,
             function_name: None,
-            created: (0, u64::MAX >> 11),
+            created: ALL_TIME,
             tags: Vec::new(),
             search: None,
             limit: 20,
@@ -715,6 +715,9 @@ impl Filters {
     }
 }
 
+/// Every creation time (the `created` bounds of an unfiltered listing).
+pub const ALL_TIME: (u64, u64) = (0, u64::MAX >> 11);
+
 /// Index entries a filtered listing reads at most, across queues (newest first).
 pub const MAX_SCAN: usize = 50_000;
 const SCAN_CHUNK: usize = 500;
@@ -736,7 +739,8 @@ fn sort_key(r: &JobRecord, by: &str) -> (String, u64) {
     }
 }
 
-/// The records a filtered listing looks at, at most [`MAX_SCAN`]: one owner's jobs created within
+/// The records a filtered listing looks at, at most `budget` (shared evenly by the queues; the
+/// API gives [`MAX_SCAN`]): one owner's jobs created within
 /// `created` (newest first, from the owner's index), or for admins every job of every state
 /// (from the queues' state structures: running, ready, scheduled, retrying, newest dead and
 /// finished), created within `created`.
@@ -744,10 +748,11 @@ pub async fn collect(
     queues: &[RedisQueue],
     owner: Option<&str>,
     created: (u64, u64),
+    budget: usize,
 ) -> ApiResult<Vec<JobRecord>> {
     let mut out = Vec::new();
     // Each queue gets its share of the budget (a big queue must not hide the others).
-    let share = MAX_SCAN / queues.len().max(1);
+    let share = budget / queues.len().max(1);
     for q in queues {
         let budget = share;
         let ids: Vec<String> = match owner {
@@ -850,7 +855,7 @@ pub async fn list(
             (jobs, total)
         }
         scope => {
-            let mut matched: Vec<JobRecord> = collect(&queues, scope, f.created)
+            let mut matched: Vec<JobRecord> = collect(&queues, scope, f.created, MAX_SCAN)
                 .await?
                 .into_iter()
                 .filter(|r| f.matches(r))
@@ -984,9 +989,9 @@ pub async fn retry(
     Ok(Json(JobView::from_record(rec)))
 }
 
-async fn all_stats(s: &ApiState) -> ApiResult<Vec<QueueStats>> {
+async fn all_stats(queues: &[RedisQueue]) -> ApiResult<Vec<QueueStats>> {
     let mut out = Vec::new();
-    for q in s.queues().await? {
+    for q in queues {
         out.push(q.stats().await?);
     }
     Ok(out)
@@ -1005,7 +1010,8 @@ pub async fn overview(
     headers: HeaderMap,
 ) -> ApiResult<Json<StatsOverview>> {
     let caller = s.caller(&headers)?;
-    let stats = all_stats(&s).await?;
+    let queues = s.queues().await?;
+    let stats = all_stats(&queues).await?;
     let queue_size: u64 = stats
         .iter()
         .map(|q| q.ready + q.scheduled + q.retrying)
@@ -1038,8 +1044,7 @@ pub async fn overview(
         queue_size,
         active_workers,
     };
-    let queues = s.queues().await?;
-    for r in collect(&queues, Some(&caller.user), (0, u64::MAX >> 11)).await? {
+    for r in collect(&queues, Some(&caller.user), ALL_TIME, MAX_SCAN).await? {
         o.total_jobs += 1;
         match r.status.as_str() {
             "pending" | "retrying" => o.pending_jobs += 1,
@@ -1066,7 +1071,7 @@ pub async fn queue_stats(
     headers: HeaderMap,
 ) -> ApiResult<Json<Vec<QueueStats>>> {
     s.admin(&headers)?;
-    Ok(Json(all_stats(&s).await?))
+    Ok(Json(all_stats(&s.queues().await?).await?))
 }
 
 /// Delete finished job records now (admins only; `force` also deletes dead letters).

@@ -44,30 +44,9 @@ impl RedisQueue {
         let mut conn = self.conn.clone();
         let mut out = Vec::with_capacity(jobs.len());
         for group in jobs.chunks(CHUNK * CHUNKS_PER_ROUND_TRIP) {
-            let replies = self.send_group(&mut conn, group).await?;
-            for reply in replies {
-                let mut it = array(reply, "enqueue")?.into_iter();
-                while let (Some(id), Some(created)) = (it.next(), it.next()) {
-                    out.push(Enqueued {
-                        id: text(id),
-                        created: int(&created) == 1,
-                    });
-                }
-            }
+            out.extend(read_replies(self.send_group(&mut conn, group).await?)?);
         }
-        #[cfg(feature = "worker")]
-        {
-            let mut by_kind: std::collections::HashMap<&str, u64> =
-                std::collections::HashMap::new();
-            for (job, r) in jobs.iter().zip(&out) {
-                if r.created {
-                    *by_kind.entry(job.function_name.as_str()).or_default() += 1;
-                }
-            }
-            for (kind, n) in by_kind {
-                crate::metrics::record_enqueued(self.name(), kind, n);
-            }
-        }
+        record_created(jobs, &out);
         Ok(out)
     }
 
@@ -194,16 +173,7 @@ pub async fn enqueue_atomic(
             pipe.query_async(&mut conn).await?
         }
     };
-    let mut found = Vec::with_capacity(jobs.len());
-    for reply in replies {
-        let mut it = array(reply, "enqueue")?.into_iter();
-        while let (Some(id), Some(created)) = (it.next(), it.next()) {
-            found.push(Enqueued {
-                id: text(id),
-                created: int(&created) == 1,
-            });
-        }
-    }
+    let found = read_replies(replies)?;
     let mut out = vec![
         Enqueued {
             id: String::new(),
@@ -214,11 +184,41 @@ pub async fn enqueue_atomic(
     for (i, e) in order.into_iter().zip(found) {
         out[i] = e;
     }
-    #[cfg(feature = "worker")]
-    for (job, r) in jobs.iter().zip(&out) {
-        if r.created {
-            crate::metrics::record_enqueued(&job.queue, &job.function_name, 1);
+    record_created(jobs, &out);
+    Ok(out)
+}
+
+/// The enqueue script's replies (two values per job: id, created) as [`Enqueued`]s in order.
+fn read_replies(replies: Vec<Value>) -> Result<Vec<Enqueued>> {
+    let mut out = Vec::new();
+    for reply in replies {
+        let mut it = array(reply, "enqueue")?.into_iter();
+        while let (Some(id), Some(created)) = (it.next(), it.next()) {
+            out.push(Enqueued {
+                id: text(id),
+                created: int(&created) == 1,
+            });
         }
     }
     Ok(out)
+}
+
+/// Count the jobs this call created, per queue and kind.
+#[cfg_attr(not(feature = "worker"), allow(unused_variables))]
+fn record_created(jobs: &[Job], out: &[Enqueued]) {
+    #[cfg(feature = "worker")]
+    {
+        let mut by_kind: std::collections::HashMap<(&str, &str), u64> =
+            std::collections::HashMap::new();
+        for (job, r) in jobs.iter().zip(out) {
+            if r.created {
+                *by_kind
+                    .entry((job.queue.as_str(), job.function_name.as_str()))
+                    .or_default() += 1;
+            }
+        }
+        for ((queue, kind), n) in by_kind {
+            crate::metrics::record_enqueued(queue, kind, n);
+        }
+    }
 }
