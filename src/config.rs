@@ -56,6 +56,8 @@ pub struct Settings {
     pub idempotency_ttl_secs: f64,
     pub rescue_interval_secs: f64,
     pub retention_interval_secs: f64,
+    /// Time between consistency sweeps (every job record checked against its structure).
+    pub sweep_interval_secs: f64,
     pub queue: BTreeMap<String, QueueSettings>,
     pub retry: HashMap<String, RetryPolicy>,
     /// PostgreSQL (documents, chunks); without it the kinds that need a database do not run.
@@ -384,6 +386,7 @@ impl Default for Settings {
             idempotency_ttl_secs: q.idempotency_ttl.as_secs_f64(),
             rescue_interval_secs: 1.0,
             retention_interval_secs: 10.0,
+            sweep_interval_secs: crate::sweep::DEFAULT_INTERVAL.as_secs_f64(),
             queue: BTreeMap::new(),
             retry: HashMap::new(),
             database_url: None,
@@ -500,6 +503,7 @@ impl Settings {
             ("idempotency_ttl_secs", self.idempotency_ttl_secs),
             ("rescue_interval_secs", self.rescue_interval_secs),
             ("retention_interval_secs", self.retention_interval_secs),
+            ("sweep_interval_secs", self.sweep_interval_secs),
         ] {
             secs(field, v)?;
         }

@@ -42,3 +42,5 @@ pub mod retention;
 pub mod retry;
 #[cfg(feature = "worker")]
 pub mod runtime;
+#[cfg(feature = "worker")]
+pub mod sweep;

@@ -130,7 +130,7 @@ async fn all_queues(s: &Settings, registry: &Registry) -> anyhow::Result<Vec<Red
 /// The queue holding job `id`, searched across every known queue.
 async fn find_job(s: &Settings, registry: &Registry, id: &str) -> anyhow::Result<RedisQueue> {
     for q in all_queues(s, registry).await? {
-        if q.field(id, "status").await?.is_some() {
+        if q.exists(id).await? {
             return Ok(q);
         }
     }

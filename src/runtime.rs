@@ -153,6 +153,13 @@ pub async fn run(
         queues: queues.clone(),
     };
     let retention = tokio::spawn(retention.run(background.clone()));
+    let sweep = crate::sweep::Sweep {
+        config: crate::sweep::SweepConfig {
+            interval: Duration::from_secs_f64(settings.sweep_interval_secs),
+        },
+        queues: queues.clone(),
+    };
+    let sweep = tokio::spawn(sweep.run(background.clone()));
     let scheduler = (!schedules.is_empty()).then(|| {
         tracing::info!(schedules = schedules.len(), "cron scheduler running");
         let sc = crate::cron::Scheduler {
@@ -225,7 +232,7 @@ pub async fn run(
         }
     }
     background.cancel();
-    let _ = tokio::join!(http, rescuer, retention);
+    let _ = tokio::join!(http, rescuer, retention, sweep);
     if let Some(s) = api_server {
         let _ = s.await;
     }

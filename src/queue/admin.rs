@@ -37,6 +37,61 @@ pub struct JobRecord {
     pub job: Option<Job>,
     pub payload_error: Option<String>,
     pub raw_payload: Option<String>,
+    /// Fields whose bytes were not UTF-8, shown lossily (U+FFFD for what could not be read).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lossy_fields: Vec<String>,
+}
+
+/// A job key as HGETALL found it.
+pub(crate) enum RawHash {
+    Missing,
+    /// Not a hash (WRONGTYPE) or an unexpected reply: why.
+    Unreadable(String),
+    /// The fields as text, and the names of those whose name or value was not UTF-8.
+    Fields(HashMap<String, String>, Vec<String>),
+}
+
+/// Read an HGETALL reply without failing on bytes that are not UTF-8 (a record written by hand,
+/// a payload from a foreign producer): they are converted lossily and their fields named.
+pub(crate) fn raw_hash(v: Value) -> RawHash {
+    let pairs: Vec<(Value, Value)> = match v {
+        Value::Nil => return RawHash::Missing,
+        Value::Map(m) => m,
+        Value::Array(a) => {
+            let mut it = a.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        Value::ServerError(e) => return RawHash::Unreadable(e.to_string()),
+        other => return RawHash::Unreadable(format!("unexpected reply {other:?}")),
+    };
+    if pairs.is_empty() {
+        return RawHash::Missing;
+    }
+    let mut lossy = Vec::new();
+    let mut h = HashMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        let (k, k_ok) = lossy_text(k);
+        let (v, v_ok) = lossy_text(v);
+        if !(k_ok && v_ok) {
+            lossy.push(k.clone());
+        }
+        h.insert(k, v);
+    }
+    RawHash::Fields(h, lossy)
+}
+
+fn lossy_text(v: Value) -> (String, bool) {
+    match v {
+        Value::BulkString(b) => match String::from_utf8(b) {
+            Ok(s) => (s, true),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), false),
+        },
+        other => (text(other), true),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,27 +115,25 @@ fn ts(h: &HashMap<String, String>, f: &str) -> Option<Timestamp> {
 
 impl RedisQueue {
     pub async fn show(&self, id: &str) -> Result<Option<JobRecord>> {
-        let h: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.keys.job(id))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(self.record(id, h))
+        Ok(self.show_many(&[id.to_string()]).await?.pop().flatten())
     }
 
-    /// Many records in one round trip, in the order of `ids` (None: no such job).
+    /// Many records in one round trip, in the order of `ids` (None: no such job). A key that is
+    /// not a hash, or fields that are not UTF-8, still give a record, marked (see [`raw_hash`]).
     pub async fn show_many(&self, ids: &[String]) -> Result<Vec<Option<JobRecord>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
+        pipe.ignore_errors();
         for id in ids {
             pipe.cmd("HGETALL").arg(self.keys.job(id));
         }
-        let hs: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let replies: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(ids
             .iter()
-            .zip(hs)
-            .map(|(id, h)| self.record(id, h))
+            .zip(replies)
+            .map(|(id, v)| self.record(id, raw_hash(v)))
             .collect())
     }
 
@@ -140,6 +193,9 @@ impl RedisQueue {
         let k = &self.keys;
         let last = max as i64 - 1;
         let mut pipe = redis::pipe();
+        // A structure of the wrong type reads as empty (the next script or the sweep sets it
+        // aside) rather than failing the whole listing.
+        pipe.ignore_errors();
         pipe.cmd("ZRANGE").arg(k.leases()).arg(0).arg(last);
         for p in chatter_jobs::Priority::ALL {
             pipe.cmd("LRANGE").arg(k.ready(p)).arg(0).arg(last);
@@ -148,23 +204,33 @@ impl RedisQueue {
         pipe.cmd("ZRANGE").arg(k.retry()).arg(0).arg(last);
         pipe.cmd("ZRANGE").arg(k.dead()).arg(0).arg(last).arg("REV");
         pipe.cmd("ZRANGE").arg(k.done()).arg(0).arg(last).arg("REV");
-        let lists: Vec<Vec<String>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let lists: Vec<Value> = pipe.query_async(&mut self.conn.clone()).await?;
         let mut seen = std::collections::HashSet::new();
         Ok(lists
             .into_iter()
+            .filter_map(|v| match v {
+                Value::Array(a) => Some(a.into_iter().map(text)),
+                _ => None,
+            })
             .flatten()
             .filter(|id| seen.insert(id.clone()))
             .take(max)
             .collect())
     }
 
-    fn record(&self, id: &str, h: HashMap<String, String>) -> Option<JobRecord> {
-        if h.is_empty() {
-            return None;
-        }
+    fn record(&self, id: &str, raw: RawHash) -> Option<JobRecord> {
+        let (h, mut lossy) = match raw {
+            RawHash::Missing => return None,
+            RawHash::Unreadable(why) => (
+                HashMap::from([("error".to_string(), format!("job record unreadable: {why}"))]),
+                Vec::new(),
+            ),
+            RawHash::Fields(h, lossy) => (h, lossy),
+        };
         let raw = h.get("payload").cloned().unwrap_or_default();
         let (job, payload_error) = match Job::decode(raw.as_bytes()) {
-            Ok(j) => (Some(j), None),
+            Ok(j) if !lossy.iter().any(|f| f == "payload") => (Some(j), None),
+            Ok(_) => (None, Some("payload is not UTF-8".to_string())),
             Err(e) => (None, Some(e.to_string())),
         };
         let num = |f: &str| h.get(f).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
@@ -174,6 +240,16 @@ impl RedisQueue {
             .unwrap_or(Json::Array(vec![]));
         let failures = history.as_array().map(|a| a.len()).unwrap_or(0) as u32;
         let status = h.get("status").cloned().unwrap_or_default();
+        lossy.sort();
+        let mut error_message = h.get("error").filter(|e| !e.is_empty()).cloned();
+        if !lossy.is_empty() {
+            // Marked where every reader sees it: the API, the CLI and the dashboard.
+            let mark = format!("[not UTF-8, shown lossily: {}]", lossy.join(", "));
+            error_message = Some(match error_message {
+                Some(e) => format!("{e} {mark}"),
+                None => mark,
+            });
+        }
         Some(JobRecord {
             id: id.to_string(),
             queue: self.name().to_string(),
@@ -184,7 +260,7 @@ impl RedisQueue {
             scheduled_at: job.as_ref().and_then(|j| j.scheduled_at),
             started_at: ts(&h, "started_at"),
             completed_at: ts(&h, "completed_at"),
-            error_message: h.get("error").filter(|e| !e.is_empty()).cloned(),
+            error_message,
             retry_count: failures,
             max_retries: (num("max_attempts") as u32).saturating_sub(1),
             attempt: num("attempt") as u32,
@@ -201,6 +277,7 @@ impl RedisQueue {
             job,
             payload_error,
             status,
+            lossy_fields: lossy,
         })
     }
 
@@ -213,6 +290,7 @@ impl RedisQueue {
             .key(k.retry())
             .key(k.done())
             .key(k.owner_index_prefix())
+            .key(k.dead())
             .arg(now_ms())
             .arg(id)
             .arg(k.cancel_channel())
@@ -263,13 +341,7 @@ impl RedisQueue {
             .arg(offset + limit.max(1) - 1)
             .query_async(&mut self.conn.clone())
             .await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(r) = self.show(&id).await? {
-                out.push(r);
-            }
-        }
-        Ok(out)
+        Ok(self.show_many(&ids).await?.into_iter().flatten().collect())
     }
 
     pub async fn pause(&self) -> Result<()> {
@@ -304,6 +376,15 @@ impl RedisQueue {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(int(&n) == 1)
+    }
+
+    /// Whether a key holds job `id` (of whatever type: a malformed record is still found).
+    pub async fn exists(&self, id: &str) -> Result<bool> {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(self.keys.job(id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(n == 1)
     }
 
     /// Raw field of a job's record (tests and diagnostics).

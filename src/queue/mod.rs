@@ -3,7 +3,8 @@
 //! [`RedisQueue`] is a handle on one queue (its keys, a shared connection, its retention
 //! settings). Its operations are split by role: `enqueue` (producers), `claim` (a worker's fetch,
 //! finish, heartbeat, progress), `maint` (rescue, trim, stats: safe in every process) and
-//! `admin` (show, cancel, replay, purge, pause). The apalis `Backend` lives in `backend`.
+//! `admin` (show, cancel, replay, purge, pause), `sweep` (the consistency pass). The apalis
+//! `Backend` lives in `backend`.
 pub mod admin;
 #[cfg(feature = "worker")]
 pub mod backend;
@@ -12,12 +13,14 @@ pub mod enqueue;
 pub mod keys;
 pub mod maint;
 pub mod scripts;
+pub mod sweep;
 
 pub use admin::{CancelResult, JobRecord};
 pub use claim::{Claimed, FetchResult, Finish, FinishEntry, HeartbeatReport};
 pub use enqueue::Enqueued;
 pub use keys::Keys;
 pub use maint::{QueueStats, RescueReport, TrimReport};
+pub use sweep::SweepReport;
 
 use chatter_jobs::envelope::InvalidJob;
 use chatter_jobs::registry::UnknownKind;

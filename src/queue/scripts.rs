@@ -1,12 +1,17 @@
 //! The Lua scripts, loaded once per process. `redis::Script` sends EVALSHA and reloads the source
-//! after a NOSCRIPT reply (a restarted Redis has an empty script cache).
+//! after a NOSCRIPT reply (a restarted Redis has an empty script cache). Each script is sent with
+//! `scripts/lib.lua` in front of it: the checks that keep a script from half-applying.
 use redis::Script;
 use std::sync::LazyLock;
 
 macro_rules! script {
     ($name:ident, $file:literal) => {
-        pub static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("scripts/lib.lua"),
+                include_str!(concat!("scripts/", $file))
+            ))
+        });
     };
 }
 
@@ -21,3 +26,4 @@ script!(PURGE, "purge.lua");
 script!(TRIM, "trim.lua");
 script!(STATS, "stats.lua");
 script!(PROGRESS, "progress.lua");
+script!(SWEEP, "sweep.lua");

@@ -9,6 +9,8 @@
 -- ARGV[1] now (ms)   ARGV[2] idempotency TTL (ms)   (callers send at most 500 jobs per call)
 -- ARGV[3..] eight values per job: id, payload, priority, run_at ms (0 = now), max_attempts,
 --   idempotency key ('' = none), owner user id ('' = none), created ms
+-- A key of the wrong type in the way is set aside first (lib.lua); a job with an unknown priority
+--   or counters that are not numbers refuses the whole call before anything is written.
 -- Returns a flat array, two values per job: the job id (the first job's id on an idempotency hit,
 --   or the same id when that id already exists), and 1 if this call created it, else 0.
 local now = tonumber(ARGV[1])
@@ -16,13 +18,29 @@ local ttl = tonumber(ARGV[2])
 local out = {}
 local pushed = false
 local ready = {}
+-- Everything is checked before anything is written: a bad job refuses the whole call.
+for i = 3, #ARGV, 8 do
+  if not CW_PRIORITIES[ARGV[i + 2]] then
+    return redis.error_reply('enqueue: job ' .. ARGV[i] .. ' has priority ' .. cw_shown(ARGV[i + 2])
+      .. ', not one of critical, high, normal, low')
+  end
+  if not tonumber(ARGV[i + 3]) or not cw_count(ARGV[i + 4]) or tonumber(ARGV[i + 4]) < 1 then
+    return redis.error_reply('enqueue: job ' .. ARGV[i] .. ' has run_at ' .. cw_shown(ARGV[i + 3])
+      .. ' / max_attempts ' .. cw_shown(ARGV[i + 4]) .. ' (whole numbers, max_attempts >= 1)')
+  end
+  if ARGV[i + 6] ~= '' then cw_want(KEYS[6] .. ARGV[i + 6], 'zset', now) end
+end
+for p, _ in pairs(CW_PRIORITIES) do cw_want(KEYS[2] .. p, 'list', now) end
+cw_want(KEYS[3], 'zset', now)
+cw_want(KEYS[4], 'list', now)
 for i = 3, #ARGV, 8 do
   local id, payload, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local run_at, max_attempts, idem = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
   local user, created = ARGV[i + 6], ARGV[i + 7]
   local existing = false
   if idem ~= '' then
-    existing = redis.call('GET', KEYS[5] .. idem)
+    -- An idempotency entry only remembers an id: one of another type is overwritten below.
+    if cw_type(KEYS[5] .. idem) == 'string' then existing = redis.call('GET', KEYS[5] .. idem) end
   end
   -- Re-sending the same id (a producer retrying after a lost reply) never enqueues twice.
   if not existing and redis.call('EXISTS', KEYS[1] .. id) == 1 then

@@ -4,16 +4,25 @@
 -- ARGV[1] max jobs (<= 500)   ARGV[2] lease length ms   ARGV[3] worker name
 -- ARGV[4] how many due scheduled / retrying jobs to promote per set in this call (bounded)
 -- Time is Redis's own (TIME), so clock skew between workers cannot break leases.
--- Returns {paused 0|1, next due ms or -1 (only when nothing was claimed), orphans dead-lettered,
---   then five values per claimed job: id, payload, fence, attempt, due ms (enqueue or run-at)}
+-- Returns {paused 0|1, next due ms or -1 (only when nothing was claimed), records dead-lettered
+--   (ready entries that name no record, malformed records), then five values per claimed job:
+--   id, payload, fence, attempt, due ms (enqueue or run-at)}
 -- Each claim increments the job's fence; only the holder of the current fence may finish it.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- A ready entry whose job is not pending (a duplicate entry of a job already claimed or ended) is
+-- dropped: the job is tracked where its status says, and running it again would run it twice.
+local now = cw_now()
 local want = tonumber(ARGV[1])
 local deadline = now + tonumber(ARGV[2])
 local worker = ARGV[3]
 local plimit = tonumber(ARGV[4])
 local prios = { 'critical', 'high', 'normal', 'low' }
+
+for _, p in ipairs(prios) do cw_want(KEYS[1] .. p, 'list', now) end
+cw_want(KEYS[2], 'zset', now)
+cw_want(KEYS[3], 'zset', now)
+cw_want(KEYS[4], 'zset', now)
+cw_want(KEYS[7], 'list', now)
+cw_want(KEYS[8], 'zset', now)
 
 local function next_due()
   local d = -1
@@ -28,21 +37,27 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
   return { 1, next_due(), 0 }
 end
 
+local buried = 0
 -- Promote due jobs in bounded steps (never an unbounded unpack).
 for _, set in ipairs({ KEYS[2], KEYS[3] }) do
   local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, plimit)
   for _, id in ipairs(due) do
     redis.call('ZREM', set, id)
-    local prio = redis.call('HGET', KEYS[5] .. id, 'priority')
-    if prio then
-      redis.call('HSET', KEYS[5] .. id, 'status', 'pending')
-      redis.call('RPUSH', KEYS[1] .. prio, id)
+    local jk = KEYS[5] .. id
+    local r, why = cw_read(jk)
+    if r then
+      if r.status == 'pending' or r.status == 'retrying' then
+        redis.call('HSET', jk, 'status', 'pending')
+        redis.call('RPUSH', KEYS[1] .. r.priority, id)
+      end
+    elseif why ~= 'missing' then
+      cw_bury(jk, id, why, KEYS[8], now)
+      buried = buried + 1
     end
   end
 end
 
 local out = { 0, -1, 0 }
-local orphans = 0
 local leased = {}
 for _, p in ipairs(prios) do
   if want <= 0 then break end
@@ -50,8 +65,8 @@ for _, p in ipairs(prios) do
   if ids then
     for _, id in ipairs(ids) do
       local jk = KEYS[5] .. id
-      local f = redis.call('HMGET', jk, 'payload', 'enqueued_at', 'run_at', 'fence', 'attempt')
-      if not f[1] then
+      local r, why = cw_read(jk)
+      if why == 'missing' then
         -- Not the id of a job record (a raw payload pushed by hand, say): keep it as a dead
         -- letter so nothing is lost, and go on with the jobs behind it.
         local oid = 'orphan-' .. redis.sha1hex(id)
@@ -59,17 +74,20 @@ for _, p in ipairs(prios) do
           'fence', 0, 'attempt', 0, 'max_attempts', 1, 'enqueued_at', now, 'run_at', 0,
           'completed_at', now, 'error', 'ready list entry is not the id of a job record')
         redis.call('ZADD', KEYS[8], now, oid)
-        orphans = orphans + 1
-      else
-        local fence = (tonumber(f[4]) or 0) + 1
-        local attempt = (tonumber(f[5]) or 0) + 1
+        buried = buried + 1
+      elseif not r then
+        cw_bury(jk, id, why, KEYS[8], now)
+        buried = buried + 1
+      elseif r.status == 'pending' then
+        local fence = (tonumber(r.fence) or 0) + 1
+        local attempt = (tonumber(r.attempt) or 0) + 1
         redis.call('HSET', jk, 'status', 'running', 'owner', worker, 'started_at', now,
           'fence', fence, 'attempt', attempt)
         leased[#leased + 1] = deadline
         leased[#leased + 1] = id
-        local due = math.max(tonumber(f[2]) or 0, tonumber(f[3]) or 0)
+        local due = math.max(tonumber(r.enqueued_at) or 0, tonumber(r.run_at) or 0)
         out[#out + 1] = id
-        out[#out + 1] = f[1]
+        out[#out + 1] = r.payload
         out[#out + 1] = fence
         out[#out + 1] = attempt
         out[#out + 1] = due
@@ -90,5 +108,5 @@ if #leased > 0 then
 else
   out[2] = next_due()
 end
-out[3] = orphans
+out[3] = buried
 return out

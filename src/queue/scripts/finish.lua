@@ -13,33 +13,40 @@
 --   requeue    handed back unfinished at shutdown (the attempt is not counted)
 --   (retry, snooze and requeue become cancelled when a cancel was requested)
 -- Returns {applied, stale, stale ids}: stale entries (fence moved on, or job no longer running)
---   change nothing.
+--   change nothing. An entry whose record turned out malformed is dead-lettered with the reason
+--   (and counted stale: its holder's outcome was not applied).
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[2])
 local applied, stale = 0, 0
 local stale_ids = {}
 local pushed = false
-
-local function append_history(jk, entry)
-  local h = redis.call('HGET', jk, 'history')
-  if not h or h == '' then
-    h = '[' .. entry .. ']'
-  else
-    h = string.sub(h, 1, -2) .. ',' .. entry .. ']'
-  end
-  redis.call('HSET', jk, 'history', h)
-end
+cw_want(KEYS[2], 'zset', now)
+cw_want(KEYS[3], 'zset', now)
+cw_want(KEYS[4], 'zset', now)
+cw_want(KEYS[5], 'zset', now)
+cw_want(KEYS[6], 'zset', now)
+cw_want(KEYS[8], 'list', now)
 
 -- Lease removals and done entries are collected and written once per call.
 local unleased, done = {}, {}
-local function finished(jk, id)
+local function finished(jk, id, user)
   if retention > 0 then
     done[#done + 1] = now
     done[#done + 1] = id
   else
-    local user = redis.call('HGET', jk, 'user')
     redis.call('DEL', jk)
-    if user then redis.call('ZREM', KEYS[9] .. user, id) end
+    if user then
+      cw_want(KEYS[9] .. user, 'zset', now)
+      redis.call('ZREM', KEYS[9] .. user, id)
+    end
+  end
+end
+
+local actions = { completed = true, retry = true, dead = true, cancelled = true, snooze = true,
+  requeue = true }
+for i = 3, #ARGV, 6 do
+  if not actions[ARGV[i + 2]] then
+    return redis.error_reply('finish: unknown action ' .. ARGV[i + 2] .. ' for job ' .. ARGV[i])
   end
 end
 
@@ -47,15 +54,20 @@ for i = 3, #ARGV, 6 do
   local id, fence, action = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local a, b, c = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local jk = KEYS[1] .. id
-  local s = redis.call('HMGET', jk, 'fence', 'status', 'priority', 'cancel')
-  if s[1] ~= fence or s[2] ~= 'running' then
+  local r, why = cw_read(jk)
+  if not r and why ~= 'missing' then
+    cw_bury(jk, id, why, KEYS[4], now)
+    unleased[#unleased + 1] = id
+    stale = stale + 1
+    stale_ids[#stale_ids + 1] = id
+  elseif not r or r.fence ~= fence or r.status ~= 'running' then
     stale = stale + 1
     stale_ids[#stale_ids + 1] = id
   else
     applied = applied + 1
     unleased[#unleased + 1] = id
     -- A cancel requested while it ran wins over running it again.
-    if s[4] == '1' and (action == 'retry' or action == 'snooze' or action == 'requeue') then
+    if r.cancel == '1' and (action == 'retry' or action == 'snooze' or action == 'requeue') then
       action, a = 'cancelled', 'cancelled'
     end
     if action == 'completed' then
@@ -64,31 +76,30 @@ for i = 3, #ARGV, 6 do
       else
         redis.call('HSET', jk, 'status', 'completed', 'completed_at', now)
       end
-      finished(jk, id)
+      finished(jk, id, r.user)
     elseif action == 'retry' then
       redis.call('HSET', jk, 'status', 'retrying', 'error', a)
-      append_history(jk, b)
-      redis.call('ZADD', KEYS[5], tonumber(c), id)
+      cw_append_history(jk, b)
+      redis.call('ZADD', KEYS[5], tonumber(c) or now, id)
       pushed = true
     elseif action == 'dead' then
       redis.call('HSET', jk, 'status', 'failed', 'error', a, 'completed_at', now)
-      append_history(jk, b)
+      cw_append_history(jk, b)
       redis.call('ZADD', KEYS[4], now, id)
     elseif action == 'cancelled' then
       redis.call('HSET', jk, 'status', 'cancelled', 'error', a, 'completed_at', now)
-      finished(jk, id)
+      finished(jk, id, r.user)
     elseif action == 'snooze' then
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'status', 'pending')
-      redis.call('ZADD', KEYS[6], tonumber(c), id)
+      redis.call('ZADD', KEYS[6], tonumber(c) or now, id)
       pushed = true
-    elseif action == 'requeue' then
+    else -- requeue
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'status', 'pending')
-      redis.call('LPUSH', KEYS[7] .. s[3], id)
+      cw_want(KEYS[7] .. r.priority, 'list', now)
+      redis.call('LPUSH', KEYS[7] .. r.priority, id)
       pushed = true
-    else
-      return redis.error_reply('finish: unknown action ' .. action)
     end
   end
 end

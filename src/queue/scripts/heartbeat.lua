@@ -5,18 +5,29 @@
 -- ARGV[4..] two values per held job: id, fence
 -- Returns {lost (id, fence pairs, flat), ids whose cancellation was requested}. A lost job was
 --   rescued: its fence moved on, so the holder must stop (its finish would be refused anyway). A job
---   that ended under this same fence (its finish landed after the snapshot) is neither.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+--   that ended under this same fence (its finish landed after the snapshot) is neither. A job whose
+--   record is no longer a hash is lost too.
+local now = cw_now()
 local deadline = now + tonumber(ARGV[1])
+cw_want(KEYS[1], 'zset', now)
+cw_want(KEYS[3], 'zset', now)
 local lost, cancel = {}, {}
 for i = 4, #ARGV, 2 do
   local id, fence = ARGV[i], ARGV[i + 1]
-  local s = redis.call('HMGET', KEYS[2] .. id, 'fence', 'status', 'cancel')
-  if s[1] == fence and s[2] == 'running' then
-    redis.call('ZADD', KEYS[1], deadline, id)
-    if s[3] == '1' then cancel[#cancel + 1] = id end
-  elseif s[1] and s[1] ~= fence then
+  local jk = KEYS[2] .. id
+  local t = cw_type(jk)
+  if t == 'hash' then
+    local s = redis.call('HMGET', jk, 'fence', 'status', 'cancel')
+    if s[1] == fence and s[2] == 'running' then
+      redis.call('ZADD', KEYS[1], deadline, id)
+      if s[3] == '1' then cancel[#cancel + 1] = id end
+    elseif s[1] and s[1] ~= fence then
+      lost[#lost + 1] = id
+      lost[#lost + 1] = fence
+    end
+  elseif t ~= 'none' then
+    -- Its record was overwritten with something else: the holder stops, the lease runs out and
+    -- the rescuer dead-letters the record with the reason.
     lost[#lost + 1] = id
     lost[#lost + 1] = fence
   end

@@ -2,14 +2,21 @@
 -- KEYS[1] dead ZSET   KEYS[2] job key prefix   KEYS[3] owner index prefix
 -- ARGV[1] job id ('' = the oldest ARGV[2] dead jobs)   ARGV[2] limit
 -- Returns the number of jobs deleted.
+local now = cw_now()
+cw_want(KEYS[1], 'zset', now)
 local ids
 if ARGV[1] ~= '' then ids = { ARGV[1] } else ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1) end
 local n = 0
 for _, id in ipairs(ids) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
-    local user = redis.call('HGET', KEYS[2] .. id, 'user')
-    redis.call('DEL', KEYS[2] .. id)
-    if user then redis.call('ZREM', KEYS[3] .. user, id) end
+    local jk = KEYS[2] .. id
+    local user = false
+    if cw_type(jk) == 'hash' then user = redis.call('HGET', jk, 'user') end
+    redis.call('DEL', jk)
+    if user then
+      cw_want(KEYS[3] .. user, 'zset', now)
+      redis.call('ZREM', KEYS[3] .. user, id)
+    end
     n = n + 1
   end
 end

@@ -4,23 +4,38 @@
 -- ARGV[1] now ms
 -- Returns {critical, high, normal, low, scheduled, retrying, running, dead, done, paused 0|1,
 --   live workers, oldest ready job's due time ms (-1 when none is ready)}
+-- Read-only: a structure of the wrong type counts as empty (the next script that writes it, or
+-- the consistency sweep, sets it aside).
+local function len(key, want)
+  local t = cw_type(key)
+  if t ~= want then return 0 end
+  if t == 'list' then return redis.call('LLEN', key) end
+  return redis.call('ZCARD', key)
+end
 local out = {}
 local oldest = -1
 for _, p in ipairs({ 'critical', 'high', 'normal', 'low' }) do
-  out[#out + 1] = redis.call('LLEN', KEYS[1] .. p)
-  local head = redis.call('LINDEX', KEYS[1] .. p, 0)
+  out[#out + 1] = len(KEYS[1] .. p, 'list')
+  local head = false
+  if out[#out] > 0 then head = redis.call('LINDEX', KEYS[1] .. p, 0) end
   if head then
-    local t = redis.call('HMGET', KEYS[9] .. head, 'enqueued_at', 'run_at')
-    local due = math.max(tonumber(t[1]) or 0, tonumber(t[2]) or 0)
-    if due > 0 and (oldest < 0 or due < oldest) then oldest = due end
+    if cw_type(KEYS[9] .. head) == 'hash' then
+      local t = redis.call('HMGET', KEYS[9] .. head, 'enqueued_at', 'run_at')
+      local due = math.max(tonumber(t[1]) or 0, tonumber(t[2]) or 0)
+      if due > 0 and (oldest < 0 or due < oldest) then oldest = due end
+    end
   end
 end
-out[#out + 1] = redis.call('ZCARD', KEYS[2])
-out[#out + 1] = redis.call('ZCARD', KEYS[3])
-out[#out + 1] = redis.call('ZCARD', KEYS[4])
-out[#out + 1] = redis.call('ZCARD', KEYS[5])
-out[#out + 1] = redis.call('ZCARD', KEYS[6])
+out[#out + 1] = len(KEYS[2], 'zset')
+out[#out + 1] = len(KEYS[3], 'zset')
+out[#out + 1] = len(KEYS[4], 'zset')
+out[#out + 1] = len(KEYS[5], 'zset')
+out[#out + 1] = len(KEYS[6], 'zset')
 out[#out + 1] = redis.call('EXISTS', KEYS[7])
-out[#out + 1] = redis.call('ZCOUNT', KEYS[8], ARGV[1], '+inf')
+if cw_type(KEYS[8]) == 'zset' then
+  out[#out + 1] = redis.call('ZCOUNT', KEYS[8], ARGV[1], '+inf')
+else
+  out[#out + 1] = 0
+end
 out[#out + 1] = oldest
 return out

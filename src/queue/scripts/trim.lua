@@ -7,6 +7,9 @@
 --   caps, oldest first (the record and its index entry go together).
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[5])
+cw_want(KEYS[1], 'zset', now)
+cw_want(KEYS[2], 'zset', now)
+cw_want(KEYS[4], 'zset', now)
 -- A record is deleted only while it is still in the state its index says (an id re-enqueued
 -- after its record was deleted must not lose its new record).
 local function drop_oldest(set, k, states)
@@ -14,10 +17,20 @@ local function drop_oldest(set, k, states)
   if k > limit then k = limit end
   local ids = redis.call('ZRANGE', set, 0, k - 1)
   for _, id in ipairs(ids) do
-    local h = redis.call('HMGET', KEYS[3] .. id, 'status', 'user')
-    if h[1] and states[h[1]] then
-      redis.call('DEL', KEYS[3] .. id)
-      if h[2] then redis.call('ZREM', KEYS[5] .. h[2], id) end
+    local jk = KEYS[3] .. id
+    local t = cw_type(jk)
+    if t == 'hash' then
+      local h = redis.call('HMGET', jk, 'status', 'user')
+      if h[1] and states[h[1]] then
+        redis.call('DEL', jk)
+        if h[2] then
+          cw_want(KEYS[5] .. h[2], 'zset', now)
+          redis.call('ZREM', KEYS[5] .. h[2], id)
+        end
+      end
+    elseif t ~= 'none' then
+      -- Past retention and not even a record: it goes with its index entry.
+      redis.call('DEL', jk)
     end
   end
   redis.call('ZREMRANGEBYRANK', set, 0, k - 1)

@@ -1,0 +1,168 @@
+//! One consistency pass over a queue: every job record is checked against the structure its
+//! status says it is in (sweep.lua), so a job that something left in no structure is put back,
+//! and a malformed record is dead-lettered with its reason. Safe in every process at once.
+//!
+//! Ready-list membership needs a list scan, so it is checked against two snapshots of the lists
+//! (before and after the key scan): only a pending job in neither, and in no scheduled set, is
+//! looked for in its list inside the script, and pushed when it is really absent.
+use super::{RedisQueue, Result, array, int, scripts};
+use redis::Value;
+use std::collections::HashSet;
+
+/// Job keys read per SCAN step and ids per script call.
+const STEP: usize = 500;
+/// Above this many ready jobs the ready-list check is skipped for the pass (its snapshots would
+/// cost more than a stranded job is likely to): reported in [`SweepReport::ready_check_skipped`].
+const MAX_READY_SNAPSHOT: u64 = 1_000_000;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Job records looked at.
+    pub checked: u64,
+    /// Records put back into the structure their status needs (ready list, lease, retry, dead,
+    /// done).
+    pub repaired: u64,
+    /// Malformed records dead-lettered with their reason.
+    pub dead_lettered: u64,
+    /// Keys of the wrong type set aside as `<p>:{q}:corrupt:*` (kept for inspection).
+    pub set_aside: u64,
+    pub ready_check_skipped: bool,
+}
+
+impl RedisQueue {
+    /// Check every job record of this queue once.
+    pub async fn sweep(&self) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        // An empty call first sets aside structures of the wrong type, so the snapshots read.
+        self.sweep_call("check", &[], &mut report).await?;
+        let before = self.ready_snapshot().await?;
+        report.ready_check_skipped = before.is_none();
+        let mut unplaced = Vec::new();
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}*", self.keys.job_prefix());
+        let strip = self.keys.job_prefix().len();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(STEP)
+                .query_async(&mut conn)
+                .await?;
+            // A key that is not UTF-8 cannot be a job id this code wrote; SCAN may repeat keys.
+            let ids: Vec<String> = keys
+                .into_iter()
+                .filter_map(|k| String::from_utf8(k).ok())
+                .map(|k| k[strip..].to_string())
+                .collect();
+            for chunk in ids.chunks(STEP) {
+                unplaced.extend(self.sweep_call("check", chunk, &mut report).await?);
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        if let Some(before) = before {
+            let suspects: Vec<String> = unplaced
+                .into_iter()
+                .filter(|id| !before.contains(id))
+                .collect();
+            if !suspects.is_empty()
+                && let Some(after) = self.ready_snapshot().await?
+            {
+                let suspects: Vec<String> = suspects
+                    .into_iter()
+                    .filter(|id| !after.contains(id))
+                    .collect();
+                for chunk in suspects.chunks(STEP) {
+                    self.sweep_call("ready", chunk, &mut report).await?;
+                }
+            }
+        }
+        report.set_aside = self.count_set_aside().await?;
+        Ok(report)
+    }
+
+    /// One sweep.lua call; returns the pending ids it found in no scheduled set.
+    async fn sweep_call(
+        &self,
+        mode: &str,
+        ids: &[String],
+        report: &mut SweepReport,
+    ) -> Result<Vec<String>> {
+        let k = &self.keys;
+        let mut inv = scripts::SWEEP.prepare_invoke();
+        inv.key(k.job_prefix())
+            .key(k.ready_prefix())
+            .key(k.scheduled())
+            .key(k.retry())
+            .key(k.leases())
+            .key(k.dead())
+            .key(k.done())
+            .key(k.notify())
+            .arg(mode)
+            .arg(ids);
+        let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
+        let mut a = array(reply, "sweep")?.into_iter();
+        let mut next = || a.next().unwrap_or(Value::Nil);
+        report.checked += int(&next()) as u64;
+        report.repaired += int(&next()) as u64;
+        report.dead_lettered += int(&next()) as u64;
+        Ok(array(next(), "sweep")
+            .unwrap_or_default()
+            .into_iter()
+            .map(super::text)
+            .collect())
+    }
+
+    /// Every id in the ready lists now, or None when there are too many to read.
+    async fn ready_snapshot(&self) -> Result<Option<HashSet<String>>> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for p in chatter_jobs::Priority::ALL {
+            pipe.cmd("LLEN").arg(self.keys.ready(p));
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
+        if lens.iter().sum::<u64>() > MAX_READY_SNAPSHOT {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for p in chatter_jobs::Priority::ALL {
+            pipe.cmd("LRANGE").arg(self.keys.ready(p)).arg(0).arg(-1);
+        }
+        let lists: Vec<Vec<Vec<u8>>> = pipe.query_async(&mut conn).await?;
+        Ok(Some(
+            lists
+                .into_iter()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect(),
+        ))
+    }
+
+    /// Keys of this queue set aside as the wrong type (`<p>:{q}:corrupt:*`).
+    pub async fn count_set_aside(&self) -> Result<u64> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:{{{}}}:corrupt:*", self.keys.prefix(), self.name());
+        let mut cursor: u64 = 0;
+        let mut n = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            n += keys.len() as u64;
+            cursor = next;
+            if cursor == 0 {
+                return Ok(n);
+            }
+        }
+    }
+}
