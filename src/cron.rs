@@ -368,6 +368,7 @@ const MAX_DUE: usize = 1000;
 
 /// Deletes the key if it still holds the value (a claim given back by its owner only).
 const DEL_IF: &str = r"
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then return 0 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
@@ -385,8 +386,15 @@ pub fn gate_key(prefix: &str, name: &str, tick_ms: i64) -> String {
 }
 
 /// Sets the key to the number if it is larger (the schedule's last fired tick only moves on).
+/// A key that is not a number (of another type, or text) is replaced: it only remembers a tick,
+/// and a stuck key would stop the schedule for good.
 const SET_MAX: &str = r"
-local cur = tonumber(redis.call('GET', KEYS[1]) or '-1')
+local cur = -1
+if redis.call('TYPE', KEYS[1])['ok'] == 'string' then
+  cur = tonumber(redis.call('GET', KEYS[1])) or -1
+else
+  redis.call('DEL', KEYS[1])
+end
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) end
 return 0";
 
@@ -396,11 +404,20 @@ pub async fn last_fire(
     prefix: &str,
     name: &str,
 ) -> queue::Result<Option<i64>> {
-    let v: Option<i64> = redis::cmd("GET")
+    // A key of another type or not a number reads as never fired (SET_MAX replaces it), so a
+    // damaged key costs at most one catch-up instead of stopping the schedule.
+    let v: redis::Value = redis::cmd("GET")
         .arg(last_key(prefix, name))
         .query_async(conn)
-        .await?;
-    Ok(v)
+        .await
+        .or_else(|e| match e.code() {
+            Some("WRONGTYPE") => Ok(redis::Value::Nil),
+            _ => Err(e),
+        })?;
+    Ok(match v {
+        redis::Value::BulkString(b) => std::str::from_utf8(&b).ok().and_then(|s| s.parse().ok()),
+        _ => None,
+    })
 }
 
 pub struct Scheduler {

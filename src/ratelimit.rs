@@ -15,6 +15,9 @@ use std::time::Duration;
 /// the window are summed from the log itself on every call (at most one entry per request in
 /// the window), so no second key can drift from it.
 const TAKE: &str = r#"
+-- The log is only a window of grants: one of another type is replaced rather than left to fail
+-- every call (the limit forgets at most one window).
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'zset' then redis.call('DEL', KEYS[1]) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local window, maxr, maxt, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])

@@ -606,3 +606,59 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
     assert!(pending.iter().chain(&running).count() == 5);
     c.drain_and_check(&h).await;
 }
+
+#[tokio::test]
+async fn the_cron_and_rate_limit_scripts_replace_a_damaged_key() {
+    use chatter_worker::cron::{CatchUp, Schedule, ScheduleSpec, Scheduler};
+    use chatter_worker::jobs::embed::limiter::RateLimiter;
+    use chatter_worker::ratelimit::{Limits, RedisLimiter};
+    let (h, mut c) = case().await;
+    // A schedule's last-fire key holding a hash: the scheduler still fires and repairs it.
+    let spec = ScheduleSpec {
+        name: "tick".into(),
+        cron: "* * * * * *".into(),
+        timezone: "UTC".into(),
+        kind: "ping".into(),
+        args: Default::default(),
+        priority: Priority::Normal,
+        max_retries: 0,
+        timeout_secs: 60,
+        catch_up: CatchUp::Skip,
+        grace_secs: 300,
+        enabled: true,
+    };
+    let mut s = Scheduler {
+        schedules: vec![Schedule::parse(spec, &Registry::builtin()).unwrap()],
+        conn: h.conn.clone(),
+        prefix: h.prefix.clone(),
+        options: Default::default(),
+        poll: Duration::from_millis(100),
+        token: "t".into(),
+    };
+    let last = format!("{}:cron:tick:last", h.prefix);
+    c.wrong_type(last.clone()).await;
+    let t0 = chrono::Utc::now();
+    s.pass(t0).await.unwrap();
+    let fired = s
+        .pass(t0 + chrono::Duration::seconds(2))
+        .await
+        .unwrap()
+        .fired;
+    assert!(!fired.is_empty(), "the schedule fires past a damaged key");
+    let t: String = redis::cmd("TYPE")
+        .arg(&last)
+        .query_async(&mut c.c)
+        .await
+        .unwrap();
+    assert_eq!(t, "string");
+    // A rate-limit log of the wrong type: the next take replaces it.
+    let limits = Limits {
+        window: Duration::from_secs(1),
+        requests: Some(3),
+        tokens: None,
+    };
+    let l = RedisLimiter::new(h.conn.clone(), &h.prefix, limits);
+    c.wrong_type(format!("{}:ratelimit:{{acct}}:log", h.prefix))
+        .await;
+    assert_eq!(l.try_take("acct", 1).await.unwrap(), None);
+}
