@@ -183,6 +183,7 @@ pub struct ApiSettings {
     /// `CW_API_ADDR`).
     pub addr: Option<String>,
     /// HS256 secret shared with Chatter for its JWTs (`sub` = user id); also `CW_JWT_SECRET`.
+    /// At least 32 bytes (`MIN_JWT_SECRET`): a shorter one stops the start.
     pub jwt_secret: Option<String>,
     /// User ids with admin rights (all jobs, all events, cleanup, the dashboard).
     pub admins: Vec<String>,

@@ -35,7 +35,11 @@ struct Stored {
 impl Sessions {
     /// The session's key. The id is stored hashed: a read of Redis gives no usable cookie.
     fn key(&self, id: &str) -> String {
-        format!("{}:session:{}", self.prefix, hex::encode(Sha256::digest(id)))
+        format!(
+            "{}:session:{}",
+            self.prefix,
+            hex::encode(Sha256::digest(id))
+        )
     }
 
     /// A new session for `caller`, living `ttl` (or until the caller's token expires).

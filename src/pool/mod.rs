@@ -180,7 +180,11 @@ pub async fn run(
     // A fetch in flight is not cancelled (see `loops::fetch`), but not waited past the deadline.
     let _ = tokio::time::timeout_at(stop_at, fetcher).await;
     let mut handed_back = 0;
-    if !died && tokio::time::timeout_at(stop_at, &mut running).await.is_err() {
+    if !died
+        && tokio::time::timeout_at(stop_at, &mut running)
+            .await
+            .is_err()
+    {
         // Past the deadline: give running jobs back first (their later outcomes are ignored),
         // then stop the handlers.
         handed_back += shared.hand_back_active();
@@ -195,8 +199,8 @@ pub async fn run(
     let _ = tokio::time::timeout_at(end, progress).await;
     let _ = tokio::time::timeout_at(end, cancels).await;
     // The heartbeat thread ends at its next stop check, unless a call to a dead Redis holds it.
-    let _ = tokio::time::timeout_at(end, tokio::task::spawn_blocking(move || heartbeat.join()))
-        .await;
+    let _ =
+        tokio::time::timeout_at(end, tokio::task::spawn_blocking(move || heartbeat.join())).await;
     let unflushed = shared.held_count();
     let _ = tokio::time::timeout_at(end, shared.queue.deregister_worker(&worker)).await;
     tracing::info!(%worker, handed_back, unflushed, "pool stopped");
