@@ -92,9 +92,7 @@ async fn metrics_page(State(s): State<HttpState>) -> impl IntoResponse {
 async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
     let limit = s.ready_timeout;
     let redis = async {
-        let Some(q) = s.queues.first() else {
-            return None;
-        };
+        let q = s.queues.first()?;
         let (cmd, mut conn) = (redis::cmd("PING"), q.connection());
         match tokio::time::timeout(limit, cmd.query_async::<String>(&mut conn)).await {
             Ok(Ok(_)) => None,
