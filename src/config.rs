@@ -78,7 +78,103 @@ pub struct Settings {
     pub event_log_len: u64,
     /// `[api]`: the producers' HTTP API, the event stream and the dashboard.
     pub api: ApiSettings,
+    // --- issue 16, HTTP server limits (begin) ---
+    /// `[http]`: the HTTP server's limits, readiness checks and dashboard sessions.
+    pub http: HttpSettings,
+    // --- issue 16, HTTP server limits (end) ---
 }
+
+// --- issue 16, HTTP server limits (begin) ---
+/// `[http]`: limits of the HTTP server (every listener: `/metrics`, health, API, dashboard),
+/// its readiness checks and the dashboard's sessions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Time a client has to send a request's line and headers; slower ones are disconnected.
+    pub header_timeout_secs: f64,
+    /// Time a client has to send a request's whole body (API and dashboard posts); slower
+    /// ones get 408.
+    pub body_timeout_secs: f64,
+    /// Connections served at once per listener; the next ones wait until one closes.
+    pub max_connections: usize,
+    /// Longest `/readyz` waits for Redis and PostgreSQL to answer before calling them down.
+    pub ready_timeout_secs: f64,
+    /// Lifetime of a dashboard login (its session in Redis and its cookie).
+    pub session_ttl_secs: f64,
+    /// Always mark the session cookie `Secure` (the dashboard is only reached over HTTPS).
+    pub secure_cookie: bool,
+    /// Mark the session cookie `Secure` when the request says `X-Forwarded-Proto: https`. Only
+    /// for a server reached through a TLS-terminating proxy that sets that header itself.
+    pub trust_forwarded_proto: bool,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 10.0,
+            body_timeout_secs: 30.0,
+            max_connections: 1024,
+            ready_timeout_secs: 2.0,
+            session_ttl_secs: 8.0 * 3600.0,
+            secure_cookie: false,
+            trust_forwarded_proto: false,
+        }
+    }
+}
+
+/// Shortest `jwt_secret` accepted: HS256 keys of fewer bytes can be brute-forced offline from
+/// one token.
+pub const MIN_JWT_SECRET: usize = 32;
+
+impl ApiSettings {
+    /// Largest request body, bytes.
+    pub fn max_body(&self) -> usize {
+        (self.max_body_mb * 1024.0 * 1024.0) as usize
+    }
+
+    /// The JWT secret in use: `[api] jwt_secret`, else `CW_JWT_SECRET`; empty means none.
+    pub fn jwt_secret(&self) -> Option<String> {
+        self.jwt_secret
+            .clone()
+            .or_else(|| std::env::var("CW_JWT_SECRET").ok())
+            .filter(|s| !s.is_empty())
+    }
+}
+
+impl HttpSettings {
+    fn validate(&self, api: &ApiSettings) -> Result<(), ConfigError> {
+        for (field, v) in [
+            ("header_timeout_secs", self.header_timeout_secs),
+            ("body_timeout_secs", self.body_timeout_secs),
+            ("ready_timeout_secs", self.ready_timeout_secs),
+            ("session_ttl_secs", self.session_ttl_secs),
+        ] {
+            positive(&format!("[http] {field}"), v, 0.01)?;
+            secs(&format!("[http] {field}"), v)?;
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "[http] max_connections must be at least 1".into(),
+            ));
+        }
+        if let Some(secret) = api.jwt_secret().filter(|s| s.len() < MIN_JWT_SECRET) {
+            return Err(ConfigError::Invalid(format!(
+                "[api] jwt_secret (or CW_JWT_SECRET) is {} bytes: it must be at least {MIN_JWT_SECRET} \
+                 (e.g. `openssl rand -hex 32`)",
+                secret.len()
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn limits(&self) -> crate::http::server::Limits {
+        crate::http::server::Limits {
+            header_timeout: Duration::from_secs_f64(self.header_timeout_secs),
+            max_connections: self.max_connections,
+        }
+    }
+}
+// --- issue 16, HTTP server limits (end) ---
 
 /// `[api]`: `/api/v1` and `/dashboard`, served on `http_addr` beside `/metrics`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -89,6 +185,7 @@ pub struct ApiSettings {
     /// `CW_API_ADDR`).
     pub addr: Option<String>,
     /// HS256 secret shared with Chatter for its JWTs (`sub` = user id); also `CW_JWT_SECRET`.
+    /// At least 32 bytes (`MIN_JWT_SECRET`): a shorter one stops the start.
     pub jwt_secret: Option<String>,
     /// User ids with admin rights (all jobs, all events, cleanup, the dashboard).
     pub admins: Vec<String>,
@@ -400,6 +497,7 @@ impl Default for Settings {
             scheduler_poll_secs: 0.25,
             event_log_len: q.event_log_len,
             api: ApiSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -508,6 +606,7 @@ impl Settings {
             secs(field, v)?;
         }
         positive("timeout_secs", self.timeout_secs, 0.001)?;
+        self.http.validate(&self.api)?;
         let a = &self.api;
         positive("[api] max_body_mb", a.max_body_mb, 0.001)?;
         positive("[api] keepalive_secs", a.keepalive_secs, 0.1)?;

@@ -40,7 +40,16 @@ pub enum HandlerError {
 /// Connect to the configured database (migrating it when asked).
 pub async fn store(s: &Settings) -> Result<Store, HandlerError> {
     let url = s.database_url.as_deref().ok_or(HandlerError::NoDatabase)?;
-    let store = Store::connect(url, s.db_max_connections).await?;
+    let store = match Store::connect(url, s.db_max_connections).await {
+        // Unreachable (not misconfigured): start anyway, like with Redis down; `/readyz` says
+        // 503 naming PostgreSQL and the jobs needing it retry until it answers. Migrating
+        // needs it now.
+        Err(e) if e.is_unreachable() && !s.migrate => {
+            tracing::warn!(error = %e, "PostgreSQL unreachable at start; connecting on first use");
+            Store::connect_lazy(url, s.db_max_connections)?
+        }
+        r => r?,
+    };
     if s.migrate {
         store.migrate().await?;
     }

@@ -127,6 +127,27 @@ async fn all_queues(s: &Settings, registry: &Registry) -> anyhow::Result<Vec<Red
         .collect())
 }
 
+/// A queue by name, which must be known (recorded under the prefix, run by a kind, or
+/// configured): a typo must not pause a queue nobody reads.
+async fn known_queue(s: &Settings, registry: &Registry, name: &str) -> anyhow::Result<RedisQueue> {
+    let all = all_queues(s, registry).await?;
+    if let Some(q) = all.iter().find(|q| q.name() == name) {
+        return Ok(q.clone());
+    }
+    if s.queues.iter().any(|q| q == name) {
+        return queue_handle(s, name).await;
+    }
+    let mut known: Vec<&str> = all.iter().map(|q| q.name()).collect();
+    known.extend(s.queues.iter().map(String::as_str));
+    known.sort();
+    known.dedup();
+    bail!(
+        "no queue {name:?} under prefix {:?}; known queues: {}",
+        s.prefix,
+        known.join(", ")
+    )
+}
+
 /// The queue holding job `id`, searched across every known queue.
 async fn find_job(s: &Settings, registry: &Registry, id: &str) -> anyhow::Result<RedisQueue> {
     for q in all_queues(s, registry).await? {
@@ -278,11 +299,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             Some(QueuesAction::Pause { queue }) => {
-                queue_handle(&s, &queue).await?.pause().await?;
+                known_queue(&s, &registry, &queue).await?.pause().await?;
                 println!("paused {queue}");
             }
             Some(QueuesAction::Resume { queue }) => {
-                queue_handle(&s, &queue).await?.resume().await?;
+                known_queue(&s, &registry, &queue).await?.resume().await?;
                 println!("resumed {queue}");
             }
         },

@@ -2,7 +2,7 @@
 //! endpoints in one process, until the shutdown token trips (SIGTERM / SIGINT in the binary).
 use crate::config::Settings;
 use crate::handlers::{self, HandlerError};
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpState, server};
 use crate::metrics;
 use crate::pool::{self, PoolReport};
 use crate::queue::{self, Keys, RedisQueue};
@@ -13,6 +13,7 @@ use chatter_jobs::Registry;
 use chatter_jobs::registry::queues;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,9 @@ pub enum RunError {
     #[error(transparent)]
     Handlers(#[from] HandlerError),
 }
+
+/// Once the pools have stopped, the time the other loops and the HTTP server get to end.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 pub async fn run(
     settings: Settings,
@@ -79,6 +83,19 @@ pub async fn run(
         ),
         None => None,
     };
+    // Serve from the start, before Redis answers: `/healthz` says the process lives while it
+    // waits (a Redis outage at start is not a crash loop); the full routes come once it has.
+    let background = CancellationToken::new();
+    let _stop_servers = background.clone().drop_guard();
+    let limits = settings.http.limits();
+    let (app, app_rx) = watch::channel(http::starting_router(handle.clone()));
+    let http = tokio::spawn(server::serve(listener, app_rx, limits, background.clone()));
+    let api_server = api_listener.map(|listener| {
+        tracing::info!(addr = ?api_addr, "api and dashboard on their own address");
+        let (tx, rx) = watch::channel(http::starting_router(handle.clone()));
+        let server = tokio::spawn(server::serve(listener, rx, limits, background.clone()));
+        (tx, server)
+    });
     let Some(mut conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
@@ -99,7 +116,6 @@ pub async fn run(
     }
     tracing::info!(addr = %settings.http_addr, queues = ?names, "chatter-worker running");
 
-    let background = CancellationToken::new();
     let api = if settings.api.enabled {
         let state = crate::api::ApiState::new(
             &settings,
@@ -109,34 +125,25 @@ pub async fn run(
             background.clone(),
         )
         .await?;
-        Some((state, (settings.api.max_body_mb * 1024.0 * 1024.0) as usize))
+        Some((state, settings.api.max_body()))
     } else {
         None
     };
     // On its own address, or beside /metrics.
-    let (api, api_server) = match (api, api_listener) {
-        (Some((state, max_body)), Some(listener)) => {
-            tracing::info!(addr = ?api_addr, "api and dashboard on their own address");
-            let stop = background.clone();
-            let app = crate::api::router(state, max_body);
-            let server = tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            });
+    let (api, api_server) = match (api, api_server) {
+        (Some((state, max_body)), Some((tx, server))) => {
+            let _ = tx.send(crate::api::router(state, max_body));
             (None, Some(server))
         }
-        (api, _) => (api, None),
+        (api, server) => (api, server.map(|(_, s)| s)),
     };
-    let http = tokio::spawn(http::serve(
-        listener,
-        HttpState {
-            queues: Arc::new(queues.clone()),
-            handle,
-            api,
-        },
-        background.clone(),
-    ));
+    let _ = app.send(http::router(HttpState {
+        queues: Arc::new(queues.clone()),
+        handle,
+        api,
+        store: store.clone(),
+        ready_timeout: Duration::from_secs_f64(settings.http.ready_timeout_secs),
+    }));
     let rescuer = Rescuer {
         config: RescuerConfig {
             interval: Duration::from_secs_f64(settings.rescue_interval_secs),
@@ -231,14 +238,20 @@ pub async fn run(
             Err(e) => tracing::error!(error = %e, "pool task ended abnormally"),
         }
     }
+    // The pools observed the shutdown deadline; the rest stops at once, and a loop caught in
+    // a call to an unreachable Redis is not waited for past `STOP_GRACE`.
     background.cancel();
-    let _ = tokio::join!(http, rescuer, retention, sweep);
-    if let Some(s) = api_server {
-        let _ = s.await;
-    }
-    for t in [reconcile, scheduler].into_iter().flatten() {
-        let _ = t.await;
-    }
+    let end = tokio::time::Instant::now() + STOP_GRACE;
+    let _ = tokio::time::timeout_at(end, async {
+        let _ = tokio::join!(http, rescuer, retention, sweep);
+        if let Some(s) = api_server {
+            let _ = s.await;
+        }
+        for t in [reconcile, scheduler].into_iter().flatten() {
+            let _ = t.await;
+        }
+    })
+    .await;
     Ok(reports)
 }
 

@@ -843,7 +843,23 @@ async fn dashboard_posts_from_other_sites_and_non_admins_are_refused() {
         .build()
         .unwrap();
     let pause = format!("{}/dashboard/queues/maintenance/pause", api.base);
-    let cookie = |who: &str| format!("cw_token={}", key(who));
+    // The session cookie a login gives (a user's key logs in no one: no session).
+    let mut sessions = std::collections::HashMap::new();
+    for who in ["admin", "u1"] {
+        let r = c
+            .post(format!("{}/dashboard/login", api.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={}", key(who)))
+            .send()
+            .await
+            .unwrap();
+        let set = r
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_string());
+        sessions.insert(who, set.unwrap_or_else(|| "cw_session=none".into()));
+    }
+    let cookie = |who: &str| sessions[who].clone();
     for (name, header, value) in [
         ("fetch metadata", "sec-fetch-site", "cross-site"),
         ("origin", "origin", "http://evil.example"),
@@ -858,10 +874,11 @@ async fn dashboard_posts_from_other_sites_and_non_admins_are_refused() {
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{name}");
         assert_eq!(r.headers()["x-frame-options"], "DENY");
     }
-    // A user's cookie is no admin's; no cookie goes to the login page.
+    // A user logs in to no session; a user's key is no admin's; no cookie goes to the login page.
+    assert_eq!(cookie("u1"), "cw_session=none");
     let r = c
         .post(&pause)
-        .header("cookie", cookie("u1"))
+        .header("authorization", format!("Bearer {}", key("u1")))
         .send()
         .await
         .unwrap();

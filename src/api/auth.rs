@@ -49,8 +49,8 @@ struct Claims {
     kind: Option<String>,
 }
 
-/// The cookie the dashboard's login sets (the token itself; HttpOnly, SameSite=Strict).
-pub const COOKIE: &str = "cw_token";
+/// The cookie the dashboard's login sets: a session id (`super::session`), never a credential.
+pub const COOKIE: &str = "cw_session";
 
 /// The hex SHA-256 of an API key, as `[[api.keys]] sha256` stores it.
 pub fn hash_key(key: &str) -> String {
@@ -65,11 +65,7 @@ pub fn new_key() -> String {
 
 impl Auth {
     pub fn new(settings: &ApiSettings) -> Self {
-        let secret = settings
-            .jwt_secret
-            .clone()
-            .or_else(|| std::env::var("CW_JWT_SECRET").ok())
-            .filter(|s| !s.is_empty());
+        let secret = settings.jwt_secret();
         Self {
             jwt: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
             keys: settings
@@ -94,8 +90,8 @@ impl Auth {
         self.jwt.is_none() && self.keys.is_empty()
     }
 
-    /// The caller from `Authorization: Bearer`, or (for the dashboard) the login cookie.
-    pub fn caller(&self, headers: &HeaderMap, cookie_ok: bool) -> Result<Caller, Problem> {
+    /// The caller from `Authorization: Bearer`.
+    pub fn caller(&self, headers: &HeaderMap) -> Result<Caller, Problem> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -106,11 +102,10 @@ impl Auth {
                     .ok_or_else(|| Problem::unauthorized("Authorization must be `Bearer <token>`"))
             })
             .transpose()?;
-        let cookie = cookie_ok.then(|| cookie(headers, COOKIE)).flatten();
-        let token = bearer.map(str::to_string).or(cookie).ok_or_else(|| {
+        let token = bearer.ok_or_else(|| {
             Problem::unauthorized("missing credentials: send `Authorization: Bearer <token>`")
         })?;
-        self.verify(&token)
+        self.verify(token)
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, Problem> {

@@ -1,14 +1,14 @@
 //! `/dashboard`: server-rendered pages for operators (admins): queues (depth per state,
 //! throughput, oldest age, pause / resume), jobs by status with search, a job's detail, dead
 //! letters (replay / delete) and workers with their heartbeats. Plain HTML and one stylesheet,
-//! no scripts and nothing fetched from elsewhere, so it works without a network. Login stores
-//! the token in an HttpOnly, SameSite=Strict cookie (no other site can post a form with it).
+//! no scripts and nothing fetched from elsewhere, so it works without a network. Login, logout
+//! and the admin gate are `super::session` (a server-side session behind an HttpOnly,
+//! SameSite=Strict cookie).
 use super::ApiState;
-use super::auth::{COOKIE, Caller};
 use super::jobs::JobView;
+use super::session::{admin, cross_site, login, login_page, logout, same_origin};
 use crate::queue::{JobRecord, RedisQueue};
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -47,33 +47,8 @@ async fn secure_headers(mut r: Response) -> Response {
     r
 }
 
-/// A state-changing form post must come from a dashboard page: browsers say where a request
-/// comes from (`Sec-Fetch-Site`, `Origin`); requests without either (curl) are not from a
-/// browser page and carry their own credentials.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    if let Some(site) = get("sec-fetch-site") {
-        return site == "same-origin" || site == "none";
-    }
-    match (get("origin"), get("host")) {
-        (Some(origin), Some(host)) => origin
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest == host),
-        (Some(_), None) => false,
-        (None, _) => true,
-    }
-}
-
-fn cross_site() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        page("Forbidden", "<h1>Cross-site form posts are refused</h1>"),
-    )
-        .into_response()
-}
-
 /// HTML-escape text for element content and attribute values.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -103,7 +78,7 @@ th{background:#f3f3f3}.state{font-weight:bold}tr[data-paused=true] .state{color:
 pre{background:#f6f6f6;padding:.6em;overflow:auto;max-height:30em}form.inline{display:inline}\
 .err{color:#b00}dl{display:grid;grid-template-columns:11em 1fr;gap:.2em .8em}dt{font-weight:bold}dd{margin:0;min-height:1.2em}";
 
-fn page(title: &str, body: &str) -> Html<String> {
+pub(super) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · chatter-worker</title>\
          <style>{STYLE}</style></head><body><nav><a href=\"/dashboard\">Queues</a>\
@@ -115,22 +90,7 @@ fn page(title: &str, body: &str) -> Html<String> {
     ))
 }
 
-/// The admin behind the login cookie (or a bearer header), or where to send the browser.
-fn admin(s: &ApiState, headers: &HeaderMap) -> Result<Caller, Box<Response>> {
-    match s.auth.caller(headers, true) {
-        Ok(c) if c.admin => Ok(c),
-        Ok(_) => Err(Box::new(
-            (
-                StatusCode::FORBIDDEN,
-                page("Forbidden", "<h1>Admins only</h1>"),
-            )
-                .into_response(),
-        )),
-        Err(_) => Err(Box::new(Redirect::to("/dashboard/login").into_response())),
-    }
-}
-
-fn failed(e: impl std::fmt::Display) -> Response {
+pub(super) fn failed(e: impl std::fmt::Display) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         page(
@@ -150,65 +110,6 @@ fn params(query: Option<&str>) -> HashMap<String, String> {
         .into_iter()
         .filter(|(_, v)| !v.is_empty())
         .collect()
-}
-
-fn login_form(error: &str) -> String {
-    format!(
-        "<h1>Log in</h1>{}<form method=\"post\" action=\"/dashboard/login\">\
-         <label>Admin API key or token <input id=\"token\" name=\"token\" type=\"password\" size=\"70\" autocomplete=\"off\"></label> \
-         <button id=\"login\" type=\"submit\">Log in</button></form>",
-        if error.is_empty() {
-            String::new()
-        } else {
-            format!("<p class=\"err\">{}</p>", esc(error))
-        }
-    )
-}
-
-async fn login_page() -> Html<String> {
-    page("Log in", &login_form(""))
-}
-
-async fn login(State(s): State<ApiState>, body: Bytes) -> Response {
-    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let token = form.get("token").map(|t| t.trim()).unwrap_or("");
-    match s.auth.verify(token) {
-        Ok(c) if c.admin => (
-            StatusCode::SEE_OTHER,
-            [
-                (header::LOCATION, "/dashboard".to_string()),
-                (
-                    header::SET_COOKIE,
-                    format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"),
-                ),
-            ],
-        )
-            .into_response(),
-        Ok(_) => (
-            StatusCode::FORBIDDEN,
-            page("Log in", &login_form("admins only")),
-        )
-            .into_response(),
-        Err(p) => (
-            StatusCode::UNAUTHORIZED,
-            page("Log in", &login_form(&p.detail)),
-        )
-            .into_response(),
-    }
-}
-
-async fn logout() -> Response {
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (header::LOCATION, "/dashboard/login".to_string()),
-            (
-                header::SET_COOKIE,
-                format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-            ),
-        ],
-    )
-        .into_response()
 }
 
 fn age(ms: u64) -> String {
@@ -232,7 +133,7 @@ async fn per_minute(q: &RedisQueue) -> crate::queue::Result<u64> {
 }
 
 async fn queues(State(s): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&s, &headers) {
+    if let Err(r) = admin(&s, &headers).await {
         return *r;
     }
     let qs = match s.queues().await {
@@ -283,7 +184,7 @@ async fn queue_action(
     headers: HeaderMap,
     Path((queue, action)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = admin(&s, &headers) {
+    if let Err(r) = admin(&s, &headers).await {
         return *r;
     }
     if !same_origin(&headers) {
@@ -355,7 +256,7 @@ async fn jobs(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(r) = admin(&s, &headers) {
+    if let Err(r) = admin(&s, &headers).await {
         return *r;
     }
     let p = params(query.as_deref());
@@ -411,7 +312,7 @@ async fn jobs(
 }
 
 async fn job(State(s): State<ApiState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admin(&s, &headers) {
+    if let Err(r) = admin(&s, &headers).await {
         return *r;
     }
     let not_found = || {
@@ -494,7 +395,7 @@ async fn dead(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(r) = admin(&s, &headers) {
+    if let Err(r) = admin(&s, &headers).await {
         return *r;
     }
     let p = params(query.as_deref());
@@ -543,7 +444,7 @@ async fn dead_action(
     Path((queue, id, action)): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Err(r) = admin(&s, &headers) {
+    if let Err(r) = admin(&s, &headers).await {
         return *r;
     }
     if !same_origin(&headers) {
@@ -572,7 +473,7 @@ async fn dead_action(
 }
 
 async fn workers(State(s): State<ApiState>, headers: HeaderMap) -> Response {
-    if let Err(r) = admin(&s, &headers) {
+    if let Err(r) = admin(&s, &headers).await {
         return *r;
     }
     let all = match s.queues().await {

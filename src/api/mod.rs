@@ -5,12 +5,15 @@
 //! - `jobs`: routes over the queues (enqueue, list, show, cancel, retry, stats, cleanup, batch).
 //! - `events`: SSE relay of the event log, owner-scoped, with `Last-Event-ID` replay.
 //! - `auth`: API keys and Chatter's JWTs; `problem`: RFC 7807 errors and body readers.
-//! - `dashboard`: server-rendered HTML pages for operators (admins).
+//! - `dashboard`: server-rendered HTML pages for operators (admins); `session`: its login.
+//! - `intake`: credentials before bodies, body size and time limits.
 pub mod auth;
 pub mod dashboard;
 pub mod events;
+pub mod intake;
 pub mod jobs;
 pub mod problem;
+pub mod session;
 
 use crate::config::Settings;
 use crate::queue::{QueueOptions, RedisQueue};
@@ -46,6 +49,11 @@ pub struct Inner {
     pub user_kinds: Vec<String>,
     /// Tripped at shutdown: SSE streams end, so the server can stop.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Dashboard logins (`[http] session_ttl_secs`).
+    pub sessions: session::Sessions,
+    /// Largest request body (`[api] max_body_mb`) and the time it may take to arrive.
+    pub max_body: usize,
+    pub body_timeout: Duration,
 }
 
 impl std::ops::Deref for ApiState {
@@ -74,7 +82,7 @@ impl ApiState {
             );
         }
         Ok(Self(Arc::new(Inner {
-            conn,
+            conn: conn.clone(),
             prefix: settings.prefix.clone(),
             options: settings.queue_options(),
             registry,
@@ -85,11 +93,20 @@ impl ApiState {
             keepalive: Duration::from_secs_f64(settings.api.keepalive_secs),
             user_kinds: settings.api.user_kinds.clone(),
             stop,
+            sessions: session::Sessions {
+                conn: conn.clone(),
+                prefix: settings.prefix.clone(),
+                ttl: Duration::from_secs_f64(settings.http.session_ttl_secs),
+                always_secure: settings.http.secure_cookie,
+                trust_forwarded_proto: settings.http.trust_forwarded_proto,
+            },
+            max_body: settings.api.max_body(),
+            body_timeout: Duration::from_secs_f64(settings.http.body_timeout_secs),
         })))
     }
 
     pub fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
-        self.auth.caller(headers, false)
+        self.auth.caller(headers)
     }
 
     /// The caller, who must be an admin (403 otherwise).
@@ -208,8 +225,19 @@ async fn openapi_json(
     ([(header::CONTENT_TYPE, "application/json")], body.clone())
 }
 
-async fn docs_page() -> Html<&'static str> {
-    Html(include_str!("docs.html"))
+/// The docs page (docs.html) is one inline script and style that talk to this server only:
+/// nothing loaded or sent elsewhere, never framed.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+     connect-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+async fn docs_page() -> impl IntoResponse {
+    (
+        [
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CONTENT_SECURITY_POLICY, DOCS_CSP),
+        ],
+        Html(include_str!("docs.html")),
+    )
 }
 
 async fn method_not_allowed() -> Problem {
@@ -266,5 +294,10 @@ pub fn router(state: ApiState, max_body: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(problems_only))
         .layer(DefaultBodyLimit::max(max_body));
-    api.merge(dashboard::router()).with_state(state)
+    api.merge(dashboard::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            intake::guard,
+        ))
+        .with_state(state)
 }

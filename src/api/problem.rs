@@ -109,7 +109,7 @@ pub fn json_body<T: DeserializeOwned>(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !ct.starts_with("application/json") {
+    if !is_json(ct) {
         return Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("Content-Type must be application/json, got {ct:?}"),
@@ -130,6 +130,13 @@ pub fn json_body<T: DeserializeOwned>(
     })
 }
 
+/// `application/json`, any case, optionally with parameters (`; charset=utf-8`); not
+/// `application/jsonp` nor `application/json-seq`.
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
 /// The field serde names in backquotes (`missing field `x``, `unknown field `x``).
 fn quoted_field(msg: &str) -> Option<String> {
     let start = msg.find('`')? + 1;
@@ -141,4 +148,29 @@ fn quoted_field(msg: &str) -> Option<String> {
 pub fn query_pairs(query: Option<&str>) -> ApiResult<Vec<(String, String)>> {
     serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|e| Problem::field("query", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_json_is_json() {
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            " application/json ;charset=UTF-8",
+        ] {
+            assert!(super::is_json(ok), "{ok}");
+        }
+        for bad in [
+            "application/jsonp",
+            "application/json-foo",
+            "application/json-seq",
+            "text/json",
+            "",
+            "application/x-www-form-urlencoded",
+        ] {
+            assert!(!super::is_json(bad), "{bad}");
+        }
+    }
 }

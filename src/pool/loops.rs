@@ -149,27 +149,15 @@ pub(crate) async fn fetch(
 }
 
 /// Write finishes in batches. On `closing`, drain what is queued, flush, and end. A failed write
-/// is retried until it lands; only when Redis stays down past the shutdown deadline does it give
-/// up, leaving those claims to expire and be rescued (run again: at-least-once).
+/// is retried until it lands; only once `give_up` trips (the shutdown deadline, with Redis still
+/// down) does it stop, leaving those claims to expire and be rescued (run again: at-least-once).
 pub(crate) async fn finish(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<FinishEntry>,
     closing: CancellationToken,
+    give_up: CancellationToken,
 ) {
     let mut batch: Vec<FinishEntry> = Vec::new();
-    // From the moment the pool closes, a flush stuck on a Redis outage gets the shutdown deadline
-    // and no more (its claims then expire and are rescued).
-    let give_up = CancellationToken::new();
-    let (c, g, deadline) = (
-        closing.clone(),
-        give_up.clone(),
-        shared.config.shutdown_deadline,
-    );
-    let _timer = tokio::spawn(async move {
-        c.cancelled().await;
-        tokio::time::sleep(deadline).await;
-        g.cancel();
-    });
     loop {
         let last = tokio::select! {
             m = rx.recv() => match m {

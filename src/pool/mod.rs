@@ -55,6 +55,10 @@ impl Default for PoolConfig {
     }
 }
 
+/// After the shutdown deadline, the time outcomes still get to be written before the pool
+/// gives up on Redis (its claims then expire and are rescued).
+pub const FLUSH_GRACE: Duration = Duration::from_secs(2);
+
 /// What a pool did before it stopped.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PoolReport {
@@ -111,10 +115,16 @@ pub async fn run(
         progress_tx,
     ));
     let closing = CancellationToken::new();
+    let give_up = CancellationToken::new();
     let background = CancellationToken::new();
 
     let fetcher = tokio::spawn(loops::fetch(shared.clone(), task_tx, blocking));
-    let finisher = tokio::spawn(loops::finish(shared.clone(), finish_rx, closing.clone()));
+    let finisher = tokio::spawn(loops::finish(
+        shared.clone(),
+        finish_rx,
+        closing.clone(),
+        give_up.clone(),
+    ));
     let progress = tokio::spawn(loops::progress(
         shared.clone(),
         progress_rx,
@@ -154,10 +164,27 @@ pub async fn run(
             true
         }
     };
+    // One deadline for the whole drain, from now: running jobs get until `stop_at`; writing
+    // the outcomes gets `FLUSH_GRACE` more; every wait on Redis observes it, so an outage
+    // (each call waiting out its connection retries) cannot stretch the exit past it.
+    let stop_at = tokio::time::Instant::now() + deadline;
+    let end = stop_at + FLUSH_GRACE;
+    let timer = {
+        let g = give_up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(stop_at).await;
+            g.cancel();
+        })
+    };
     shared.stopping.cancel();
-    let _ = fetcher.await;
+    // A fetch in flight is not cancelled (see `loops::fetch`), but not waited past the deadline.
+    let _ = tokio::time::timeout_at(stop_at, fetcher).await;
     let mut handed_back = 0;
-    if !died && tokio::time::timeout(deadline, &mut running).await.is_err() {
+    if !died
+        && tokio::time::timeout_at(stop_at, &mut running)
+            .await
+            .is_err()
+    {
         // Past the deadline: give running jobs back first (their later outcomes are ignored),
         // then stop the handlers.
         handed_back += shared.hand_back_active();
@@ -166,13 +193,16 @@ pub async fn run(
     // Claimed but never started (buffered when fetching stopped).
     handed_back += shared.hand_back_active();
     closing.cancel();
-    let _ = finisher.await;
+    let _ = tokio::time::timeout_at(end, finisher).await;
+    timer.abort();
     background.cancel();
-    let _ = progress.await;
-    let _ = cancels.await;
-    let _ = tokio::task::spawn_blocking(move || heartbeat.join()).await;
+    let _ = tokio::time::timeout_at(end, progress).await;
+    let _ = tokio::time::timeout_at(end, cancels).await;
+    // The heartbeat thread ends at its next stop check, unless a call to a dead Redis holds it.
+    let _ =
+        tokio::time::timeout_at(end, tokio::task::spawn_blocking(move || heartbeat.join())).await;
     let unflushed = shared.held_count();
-    let _ = shared.queue.deregister_worker(&worker).await;
+    let _ = tokio::time::timeout_at(end, shared.queue.deregister_worker(&worker)).await;
     tracing::info!(%worker, handed_back, unflushed, "pool stopped");
     Ok(PoolReport {
         worker,

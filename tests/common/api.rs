@@ -6,7 +6,7 @@ use super::common::{free_port, redis_url, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
-pub const SECRET: &str = "test-secret";
+pub const SECRET: &str = "test-secret-of-at-least-32-bytes";
 
 pub struct Api {
     pub child: tokio::process::Child,

@@ -59,6 +59,16 @@ pub struct Store {
     pool: PgPool,
 }
 
+impl StoreError {
+    /// The server could not be reached (down, refused, timed out), as opposed to refusing us.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Db(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+        )
+    }
+}
+
 impl Store {
     /// Connect, opening the first connection now so a wrong URL fails at start. A URL parameter
     /// `options=-csearch_path%3DNAME` selects a schema (tests use one per test).
@@ -73,6 +83,26 @@ impl Store {
             .connect_with(options)
             .await?;
         Ok(Self { pool })
+    }
+
+    /// A pool that connects on first use: the process starts while PostgreSQL is down (its
+    /// readiness says so, jobs needing it retry).
+    pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+            url: redact(url),
+            message: e.to_string(),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// One round trip (readiness checks).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     pub fn pool(&self) -> &PgPool {
