@@ -211,8 +211,18 @@ pub enum JobsAction {
 
 #[derive(Subcommand)]
 pub enum QueuesAction {
-    Pause { queue: String },
-    Resume { queue: String },
+    Pause {
+        queue: String,
+    },
+    Resume {
+        queue: String,
+    },
+    /// One consistency pass (what `run` does every `sweep_interval_secs`): every job record
+    /// checked against its structure, stranded jobs put back, malformed records dead-lettered.
+    Sweep {
+        /// One queue (default: every known queue).
+        queue: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

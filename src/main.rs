@@ -306,6 +306,40 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 known_queue(&s, &registry, &queue).await?.resume().await?;
                 println!("resumed {queue}");
             }
+            Some(QueuesAction::Sweep { queue }) => {
+                let queues = match queue {
+                    Some(q) => vec![known_queue(&s, &registry, &q).await?],
+                    None => all_queues(&s, &registry).await?,
+                };
+                let mut rows = Vec::new();
+                for q in &queues {
+                    let r = chatter_worker::sweep::Sweep {
+                        config: Default::default(),
+                        queues: vec![q.clone()],
+                    }
+                    .run_once()
+                    .await?;
+                    rows.push(serde_json::json!({
+                        "queue": q.name(), "checked": r.checked, "repaired": r.repaired,
+                        "dead_lettered": r.dead_lettered, "set_aside": r.set_aside,
+                        "ready_check_skipped": r.ready_check_skipped,
+                    }));
+                }
+                if cli.json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    for r in rows {
+                        println!(
+                            "{:<14} checked {}  repaired {}  dead-lettered {}  set aside {}",
+                            r["queue"].as_str().unwrap_or("?"),
+                            r["checked"],
+                            r["repaired"],
+                            r["dead_lettered"],
+                            r["set_aside"]
+                        );
+                    }
+                }
+            }
         },
         Command::Dead { action } => match action {
             DeadAction::List { queue, limit } => {

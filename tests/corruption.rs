@@ -592,7 +592,11 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
         c.cmd(&["LREM", &k.ready(Priority::Normal), "0", &id]).await;
     }
     c.wrong_type(k.dead()).await;
-    let r = c.q.sweep().await.unwrap();
+    let sweep = chatter_worker::sweep::Sweep {
+        config: Default::default(),
+        queues: vec![c.q.clone()],
+    };
+    let r = sweep.run_once().await.unwrap();
     assert_eq!(r.dead_lettered, 5, "{r:?}");
     assert_eq!(r.repaired, 3 + 2 + 1 + 1 + 1, "{r:?}");
     assert_eq!(r.set_aside, 2, "the dead set and the list record");

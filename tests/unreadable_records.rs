@@ -145,4 +145,9 @@ async fn the_cli_and_the_api_show_them() {
             .contains("shown lossily"),
         "{body}"
     );
+    // `queues sweep` runs one consistency pass: the string key becomes a record saying so.
+    let swept = cli(&["queues", "sweep", Q]);
+    assert!(swept.contains("dead-lettered 1"), "{swept}");
+    let shown = cli(&["jobs", "show", &stringy]);
+    assert!(shown.contains("is a string, not a hash"), "{shown}");
 }
