@@ -163,6 +163,11 @@ pub async fn run(
     let sweep = crate::sweep::Sweep {
         config: crate::sweep::SweepConfig {
             interval: Duration::from_secs_f64(settings.sweep_interval_secs),
+            lease: queues
+                .iter()
+                .map(|q| settings.pool_config(q.name()).lease)
+                .max()
+                .unwrap_or(crate::sweep::SweepConfig::default().lease),
         },
         queues: queues.clone(),
     };

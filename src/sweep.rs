@@ -1,8 +1,10 @@
 //! The consistency sweep: every so often, every job record of every queue is checked against the
 //! structure its status says it is in. A job left in none (by a hand edit, a restore, a script of
 //! an older version that failed halfway) is put back; a malformed record is dead-lettered with its
-//! reason; a key of the wrong type is set aside. Safe in every process at once (atomic steps).
-//! It reads every job key, so it runs rarely (default every 5 minutes).
+//! reason; a key of the wrong type is set aside. Every step is atomic, so passes may overlap, but
+//! a pass reads every job key: a per-queue `SET NX` claim lets one process sweep a queue per
+//! interval, and the first pass waits a jittered interval (a deploy's processes do not sweep at
+//! once).
 use crate::metrics;
 use crate::queue::{RedisQueue, Result, SweepReport};
 use std::time::Duration;
@@ -10,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct SweepConfig {
-    /// Time between passes; the first pass runs one interval after start (a restart loop must
-    /// not scan the keyspace each time).
+    /// Time between passes (zero: no sweep).
     pub interval: Duration,
+    /// The lease a running job found without one is given (the pools' longest lease, so a live
+    /// holder keeps its job).
+    pub lease: Duration,
 }
 
 /// Five minutes: a stranded job is found within that, and the key scan stays a small load.
@@ -22,6 +26,7 @@ impl Default for SweepConfig {
     fn default() -> Self {
         Self {
             interval: DEFAULT_INTERVAL,
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -32,41 +37,92 @@ pub struct Sweep {
 }
 
 impl Sweep {
+    /// One pass over every queue. A queue whose pass fails is logged and the others go on; the
+    /// first error is returned after them.
     pub async fn run_once(&self) -> Result<SweepReport> {
         let mut total = SweepReport::default();
+        let mut first_error = None;
         for q in &self.queues {
-            let r = q.sweep().await?;
-            if r.repaired + r.dead_lettered > 0 || r.set_aside > 0 {
-                tracing::warn!(
-                    queue = q.name(),
-                    checked = r.checked,
-                    repaired = r.repaired,
-                    dead_lettered = r.dead_lettered,
-                    set_aside = r.set_aside,
-                    "consistency sweep repaired the queue"
-                );
+            match q.sweep(self.config.lease).await {
+                Ok(r) => add(&mut total, q, r),
+                Err(e) => {
+                    tracing::warn!(queue = q.name(), error = %e, "consistency sweep failed");
+                    first_error.get_or_insert(e);
+                }
             }
-            if r.dead_lettered > 0 {
-                metrics::record_undecodable(q.name(), r.dead_lettered);
-            }
-            total.checked += r.checked;
-            total.repaired += r.repaired;
-            total.dead_lettered += r.dead_lettered;
-            total.set_aside += r.set_aside;
-            total.ready_check_skipped |= r.ready_check_skipped;
         }
-        Ok(total)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
     }
 
     pub async fn run(self, shutdown: CancellationToken) {
+        if self.config.interval.is_zero() {
+            return;
+        }
+        let mut wait = self.config.interval.mul_f64(0.5 + rand::random::<f64>());
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => return,
             }
-            if let Err(e) = self.run_once().await {
-                tracing::warn!(error = %e, "consistency sweep failed; the next pass retries");
+            wait = self.config.interval;
+            for q in &self.queues {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                match claim(q, self.config.interval).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(queue = q.name(), error = %e, "sweep claim failed");
+                        continue;
+                    }
+                }
+                match q.sweep(self.config.lease).await {
+                    Ok(r) => add(&mut SweepReport::default(), q, r),
+                    Err(e) => {
+                        tracing::warn!(queue = q.name(), error = %e, "consistency sweep failed; the next pass retries")
+                    }
+                }
             }
         }
     }
+}
+
+/// This process sweeps `q` this interval when it wins the queue's claim (kept 90 % of the
+/// interval, so the next one is free however the processes' timers drift).
+async fn claim(q: &RedisQueue, interval: Duration) -> Result<bool> {
+    let key = format!("{}:{{{}}}:sweep", q.keys().prefix(), q.name());
+    let won: Option<String> = redis::cmd("SET")
+        .arg(key)
+        .arg(1)
+        .arg("NX")
+        .arg("PX")
+        .arg((interval.as_millis() as u64 * 9 / 10).max(1))
+        .query_async(&mut q.connection())
+        .await?;
+    Ok(won.is_some())
+}
+
+fn add(total: &mut SweepReport, q: &RedisQueue, r: SweepReport) {
+    if r.repaired + r.dead_lettered > 0 || r.set_aside > 0 {
+        tracing::warn!(
+            queue = q.name(),
+            checked = r.checked,
+            repaired = r.repaired,
+            dead_lettered = r.dead_lettered,
+            set_aside = r.set_aside,
+            "consistency sweep repaired the queue"
+        );
+    }
+    if r.dead_lettered > 0 {
+        metrics::record_undecodable(q.name(), r.dead_lettered);
+    }
+    total.checked += r.checked;
+    total.repaired += r.repaired;
+    total.dead_lettered += r.dead_lettered;
+    total.set_aside += r.set_aside;
+    total.ready_check_skipped |= r.ready_check_skipped;
 }

@@ -10,6 +10,7 @@ use common::*;
 use redis::aio::ConnectionManager;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const Q: &str = "c";
@@ -27,6 +28,8 @@ enum Bad {
     NoPayload,
     BadStatus,
     BadFence,
+    /// A counter too large to add to (HINCRBY would overflow, Lua would lose digits).
+    HugeAttempt,
     NoStatus,
 }
 
@@ -40,6 +43,7 @@ impl Bad {
             Bad::NoPayload => "no payload",
             Bad::BadStatus => "status 'weird' is not a job status",
             Bad::BadFence => "fence 'x1' is not a whole number",
+            Bad::HugeAttempt => "attempt '99999999999999999999' is not a whole number",
             Bad::NoStatus => "no status",
         }
     }
@@ -120,6 +124,10 @@ impl Case {
             Bad::BadFence => {
                 self.cmd(&["HSET", &k, "fence", "x1"]).await;
             }
+            Bad::HugeAttempt => {
+                self.cmd(&["HSET", &k, "attempt", "99999999999999999999"])
+                    .await;
+            }
             Bad::NoStatus => {
                 self.cmd(&["HDEL", &k, "status"]).await;
             }
@@ -135,8 +143,13 @@ impl Case {
 
     /// Run a pool until every good job completed, then check the whole prefix.
     async fn drain_and_check(&mut self, h: &Harness) {
+        let runs: Arc<Mutex<HashMap<String, u32>>> = Default::default();
         let mut reg = Registry::default();
-        reg.register("ok", Q, |_, _| async { Ok(Value::Null) });
+        let counted = runs.clone();
+        reg.register("ok", Q, move |job, _| {
+            *counted.lock().unwrap().entry(job.id.clone()).or_default() += 1;
+            async { Ok(Value::Null) }
+        });
         let pool = h.start_pool(&self.q, reg, pool_config(4));
         let q = self.q.clone();
         let good = self.good.clone();
@@ -155,6 +168,14 @@ impl Case {
         )
         .await;
         pool.stop().await;
+        let twice: Vec<_> = runs
+            .lock()
+            .unwrap()
+            .clone()
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .collect();
+        assert!(twice.is_empty(), "jobs ran more than once: {twice:?}");
         self.check().await;
     }
 
@@ -223,6 +244,15 @@ impl Case {
                 .unwrap();
             members.insert(name.into(), ids.into_iter().collect());
         }
+        // Drained: nothing may be left waiting, held or due (an entry there would be a job
+        // stranded the other way round, or a duplicate).
+        for set in ["ready", "leases", "scheduled", "retry"] {
+            assert!(
+                members.get(set).is_none_or(|s| s.is_empty()),
+                "{set} still holds {:?}",
+                members.get(set)
+            );
+        }
         let has = |set: &str, id: &str| members.get(set).is_some_and(|s| s.contains(id));
         let structures: HashMap<String, &str> = Priority::ALL
             .iter()
@@ -287,6 +317,7 @@ async fn fetch_sets_aside_wrong_types_and_dead_letters_bad_records_around_good_j
         Bad::NoPayload,
         Bad::BadStatus,
         Bad::BadFence,
+        Bad::HugeAttempt,
         Bad::NoStatus,
     ] {
         c.bad(bad).await;
@@ -425,6 +456,19 @@ async fn heartbeat_and_rescue_hand_back_good_jobs_and_dead_letter_bad_ones() {
         1,
         "the record that is no longer a hash is lost: {hb:?}"
     );
+    // The sweep dead-letters the three and moves their fences on: their holder is told.
+    let r = c.q.sweep(LEASE).await.unwrap();
+    assert_eq!(r.dead_lettered, 3, "{r:?}");
+    let hb = c
+        .q
+        .heartbeat("w", &held, Duration::from_millis(1), LEASE)
+        .await
+        .unwrap();
+    let mut lost: Vec<String> = hb.lost.into_iter().map(|(id, _)| id).collect();
+    lost.sort();
+    let mut want = ids.to_vec();
+    want.sort();
+    assert_eq!(lost, want, "a dead-lettered job's holder loses it");
     c.wrong_type(c.q.keys().dead()).await;
     let q = c.q.clone();
     wait_until(Duration::from_secs(5), "every lease to be rescued", || {
@@ -593,7 +637,10 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
     }
     c.wrong_type(k.dead()).await;
     let sweep = chatter_worker::sweep::Sweep {
-        config: Default::default(),
+        config: chatter_worker::sweep::SweepConfig {
+            lease: Duration::from_millis(300),
+            ..Default::default()
+        },
         queues: vec![c.q.clone()],
     };
     let r = sweep.run_once().await.unwrap();
@@ -601,13 +648,24 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
     assert_eq!(r.repaired, 3 + 2 + 1 + 1 + 1, "{r:?}");
     assert_eq!(r.set_aside, 2, "the dead set and the list record");
     assert_eq!(
-        c.q.sweep().await.unwrap().repaired,
+        c.q.sweep(LEASE).await.unwrap().repaired,
         0,
         "a second pass finds nothing to do"
     );
-    // The running ones come back through the rescuer (their leases are expired).
-    assert_eq!(c.q.rescue(100).await.unwrap().requeued, 2);
-    assert!(pending.iter().chain(&running).count() == 5);
+    // The running ones got a full lease (a live holder would keep it by heartbeat); nobody
+    // holds them here, so it runs out and the rescuer hands them back.
+    assert_eq!(
+        c.q.rescue(100).await.unwrap().requeued,
+        0,
+        "not before the lease ends"
+    );
+    let q = c.q.clone();
+    wait_until(Duration::from_secs(5), "the two leases to run out", || {
+        let q = q.clone();
+        async move { q.rescue(100).await.unwrap().requeued == 2 }
+    })
+    .await;
+    assert_eq!(pending.len() + running.len(), 5);
     c.drain_and_check(&h).await;
 }
 

@@ -77,7 +77,7 @@ async fn the_queue_reads_them_lossily_and_marks_them() {
     let dead = q.dead_list(0, 10).await.unwrap();
     assert_eq!(dead.len(), 2);
     // The sweep turns the string into a record that says what happened.
-    q.sweep().await.unwrap();
+    q.sweep(std::time::Duration::from_secs(30)).await.unwrap();
     let s = q.show(&stringy).await.unwrap().unwrap();
     assert!(
         s.error_message.unwrap().contains("is a string, not a hash"),

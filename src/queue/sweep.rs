@@ -8,12 +8,16 @@
 use super::{RedisQueue, Result, array, int, scripts};
 use redis::Value;
 use std::collections::HashSet;
+use std::time::Duration;
 
-/// Job keys read per SCAN step and ids per script call.
-const STEP: usize = 500;
+/// Keys read per SCAN step and ids per script call (a call reads ~10 small fields per record,
+/// not the payloads: a few ms of Redis at most).
+const STEP: usize = 200;
 /// Above this many ready jobs the ready-list check is skipped for the pass (its snapshots would
 /// cost more than a stranded job is likely to): reported in [`SweepReport::ready_check_skipped`].
-const MAX_READY_SNAPSHOT: u64 = 1_000_000;
+const MAX_READY_SNAPSHOT: u64 = 200_000;
+/// Ready ids read per LRANGE of a snapshot.
+const SNAPSHOT_PAGE: i64 = 10_000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
@@ -30,17 +34,21 @@ pub struct SweepReport {
 }
 
 impl RedisQueue {
-    /// Check every job record of this queue once.
-    pub async fn sweep(&self) -> Result<SweepReport> {
+    /// Check every job record of this queue once. A running job found without a lease gets
+    /// one of `lease` (a live holder's heartbeat keeps it; a dead holder's runs out).
+    pub async fn sweep(&self, lease: Duration) -> Result<SweepReport> {
+        let lease_ms = lease.as_millis() as u64;
         let mut report = SweepReport::default();
-        // An empty call first sets aside structures of the wrong type, so the snapshots read.
-        self.sweep_call("check", &[], &mut report).await?;
+        // Structures of the wrong type are set aside first, so the snapshots read.
+        self.sweep_call("structures", lease_ms, &[], &mut report).await?;
         let before = self.ready_snapshot().await?;
         report.ready_check_skipped = before.is_none();
         let mut unplaced = Vec::new();
         let mut conn = self.conn.clone();
-        let pattern = format!("{}*", self.keys.job_prefix());
-        let strip = self.keys.job_prefix().len();
+        // One scan of the queue's keys finds both the job records and the keys set aside.
+        let pattern = format!("{}:{{{}}}:*", self.keys.prefix(), self.name());
+        let jobs = self.keys.job_prefix();
+        let aside = format!("{}:{{{}}}:corrupt:", self.keys.prefix(), self.name());
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -52,13 +60,16 @@ impl RedisQueue {
                 .query_async(&mut conn)
                 .await?;
             // A key that is not UTF-8 cannot be a job id this code wrote; SCAN may repeat keys.
-            let ids: Vec<String> = keys
-                .into_iter()
-                .filter_map(|k| String::from_utf8(k).ok())
-                .map(|k| k[strip..].to_string())
-                .collect();
+            let mut ids = Vec::new();
+            for k in keys.into_iter().filter_map(|k| String::from_utf8(k).ok()) {
+                if let Some(id) = k.strip_prefix(&jobs) {
+                    ids.push(id.to_string());
+                } else if k.starts_with(&aside) {
+                    report.set_aside += 1;
+                }
+            }
             for chunk in ids.chunks(STEP) {
-                unplaced.extend(self.sweep_call("check", chunk, &mut report).await?);
+                unplaced.extend(self.sweep_call("check", lease_ms, chunk, &mut report).await?);
             }
             cursor = next;
             if cursor == 0 {
@@ -78,11 +89,10 @@ impl RedisQueue {
                     .filter(|id| !after.contains(id))
                     .collect();
                 for chunk in suspects.chunks(STEP) {
-                    self.sweep_call("ready", chunk, &mut report).await?;
+                    self.sweep_call("ready", lease_ms, chunk, &mut report).await?;
                 }
             }
         }
-        report.set_aside = self.count_set_aside().await?;
         Ok(report)
     }
 
@@ -90,6 +100,7 @@ impl RedisQueue {
     async fn sweep_call(
         &self,
         mode: &str,
+        lease_ms: u64,
         ids: &[String],
         report: &mut SweepReport,
     ) -> Result<Vec<String>> {
@@ -104,6 +115,7 @@ impl RedisQueue {
             .key(k.done())
             .key(k.notify())
             .arg(mode)
+            .arg(lease_ms)
             .arg(ids);
         let reply: Value = inv.invoke_async(&mut self.conn.clone()).await?;
         let mut a = array(reply, "sweep")?.into_iter();
@@ -118,29 +130,36 @@ impl RedisQueue {
             .collect())
     }
 
-    /// Every id in the ready lists now, or None when there are too many to read.
+    /// Every id in the ready lists now (read in pages; an entry moving between pages is at
+    /// worst a suspect the script then looks for itself), or None when there are too many.
     async fn ready_snapshot(&self) -> Result<Option<HashSet<String>>> {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         for p in chatter_jobs::Priority::ALL {
             pipe.cmd("LLEN").arg(self.keys.ready(p));
         }
-        let lens: Vec<u64> = pipe.query_async(&mut conn).await?;
-        if lens.iter().sum::<u64>() > MAX_READY_SNAPSHOT {
+        let lens: Vec<i64> = pipe.query_async(&mut conn).await?;
+        if lens.iter().sum::<i64>() as u64 > MAX_READY_SNAPSHOT {
             return Ok(None);
         }
-        let mut pipe = redis::pipe();
-        for p in chatter_jobs::Priority::ALL {
-            pipe.cmd("LRANGE").arg(self.keys.ready(p)).arg(0).arg(-1);
+        let mut ids = HashSet::new();
+        for (p, len) in chatter_jobs::Priority::ALL.iter().zip(lens) {
+            let mut start = 0;
+            while start < len {
+                let page: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                    .arg(self.keys.ready(*p))
+                    .arg(start)
+                    .arg(start + SNAPSHOT_PAGE - 1)
+                    .query_async(&mut conn)
+                    .await?;
+                if page.is_empty() {
+                    break;
+                }
+                ids.extend(page.iter().map(|b| String::from_utf8_lossy(b).into_owned()));
+                start += SNAPSHOT_PAGE;
+            }
         }
-        let lists: Vec<Vec<Vec<u8>>> = pipe.query_async(&mut conn).await?;
-        Ok(Some(
-            lists
-                .into_iter()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .collect(),
-        ))
+        Ok(Some(ids))
     }
 
     /// Keys of this queue set aside as the wrong type (`<p>:{q}:corrupt:*`).

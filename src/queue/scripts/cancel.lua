@@ -12,27 +12,23 @@ local r, why = cw_read(jk)
 if why == 'missing' then return 'missing' end
 if not r then
   -- Nothing could run it as it is: dead-letter it with the reason rather than half-cancel it.
-  cw_want(KEYS[7], 'zset', now)
   cw_bury(jk, id, why, KEYS[7], now)
   return 'finished:failed'
 end
 if r.status == 'pending' or r.status == 'retrying' then
-  cw_want(KEYS[2] .. r.priority, 'list', now)
-  cw_want(KEYS[3], 'zset', now)
-  cw_want(KEYS[4], 'zset', now)
-  cw_want(KEYS[5], 'zset', now)
-  redis.call('LREM', KEYS[2] .. r.priority, 1, id)
-  redis.call('ZREM', KEYS[3], id)
-  redis.call('ZREM', KEYS[4], id)
+  local list = KEYS[2] .. r.priority
+  cw_call(list, 'list', now, 'LREM', list, 1, id)
+  cw_call(KEYS[3], 'zset', now, 'ZREM', KEYS[3], id)
+  cw_call(KEYS[4], 'zset', now, 'ZREM', KEYS[4], id)
   redis.call('HSET', jk, 'status', 'cancelled', 'completed_at', now, 'error', 'cancelled')
   if tonumber(ARGV[4]) == 0 then
     redis.call('DEL', jk)
     if r.user then
-      cw_want(KEYS[6] .. r.user, 'zset', now)
-      redis.call('ZREM', KEYS[6] .. r.user, id)
+      local idx = KEYS[6] .. r.user
+      cw_call(idx, 'zset', now, 'ZREM', idx, id)
     end
   else
-    redis.call('ZADD', KEYS[5], now, id)
+    cw_call(KEYS[5], 'zset', now, 'ZADD', KEYS[5], now, id)
   end
   return 'cancelled'
 elseif r.status == 'running' then

@@ -28,11 +28,7 @@ for i = 3, #ARGV, 8 do
     return redis.error_reply('enqueue: job ' .. ARGV[i] .. ' has run_at ' .. cw_shown(ARGV[i + 3])
       .. ' / max_attempts ' .. cw_shown(ARGV[i + 4]) .. ' (whole numbers, max_attempts >= 1)')
   end
-  if ARGV[i + 6] ~= '' then cw_want(KEYS[6] .. ARGV[i + 6], 'zset', now) end
 end
-for p, _ in pairs(CW_PRIORITIES) do cw_want(KEYS[2] .. p, 'list', now) end
-cw_want(KEYS[3], 'zset', now)
-cw_want(KEYS[4], 'list', now)
 for i = 3, #ARGV, 8 do
   local id, payload, prio = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local run_at, max_attempts, idem = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5]
@@ -40,7 +36,8 @@ for i = 3, #ARGV, 8 do
   local existing = false
   if idem ~= '' then
     -- An idempotency entry only remembers an id: one of another type is overwritten below.
-    if cw_type(KEYS[5] .. idem) == 'string' then existing = redis.call('GET', KEYS[5] .. idem) end
+    existing = redis.pcall('GET', KEYS[5] .. idem)
+    if type(existing) == 'table' then existing = false end
   end
   -- Re-sending the same id (a producer retrying after a lost reply) never enqueues twice.
   if not existing and redis.call('EXISTS', KEYS[1] .. id) == 1 then
@@ -58,10 +55,10 @@ for i = 3, #ARGV, 8 do
       'max_attempts', max_attempts, 'enqueued_at', now, 'run_at', run_at)
     if user ~= '' then
       redis.call('HSET', KEYS[1] .. id, 'user', user)
-      redis.call('ZADD', KEYS[6] .. user, created, id)
+      cw_call(KEYS[6] .. user, 'zset', now, 'ZADD', KEYS[6] .. user, created, id)
     end
     if run_at > now then
-      redis.call('ZADD', KEYS[3], run_at, id)
+      cw_call(KEYS[3], 'zset', now, 'ZADD', KEYS[3], run_at, id)
     else
       -- Batched per priority below: one RPUSH per level per call keeps FIFO and saves calls.
       local list = ready[prio]
@@ -75,9 +72,9 @@ for i = 3, #ARGV, 8 do
   end
 end
 for prio, list in pairs(ready) do
-  redis.call('RPUSH', KEYS[2] .. prio, unpack(list))
+  cw_call(KEYS[2] .. prio, 'list', now, 'RPUSH', KEYS[2] .. prio, unpack(list))
 end
-if pushed and redis.call('LLEN', KEYS[4]) == 0 then
+if pushed and cw_call(KEYS[4], 'list', now, 'LLEN', KEYS[4]) == 0 then
   redis.call('RPUSH', KEYS[4], '1')
 end
 return out

@@ -17,17 +17,10 @@ local worker = ARGV[3]
 local plimit = tonumber(ARGV[4])
 local prios = { 'critical', 'high', 'normal', 'low' }
 
-for _, p in ipairs(prios) do cw_want(KEYS[1] .. p, 'list', now) end
-cw_want(KEYS[2], 'zset', now)
-cw_want(KEYS[3], 'zset', now)
-cw_want(KEYS[4], 'zset', now)
-cw_want(KEYS[7], 'list', now)
-cw_want(KEYS[8], 'zset', now)
-
 local function next_due()
   local d = -1
   for _, set in ipairs({ KEYS[2], KEYS[3] }) do
-    local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+    local first = cw_call(set, 'zset', now, 'ZRANGE', set, 0, 0, 'WITHSCORES')
     if first[2] and (d < 0 or tonumber(first[2]) < d) then d = tonumber(first[2]) end
   end
   return d
@@ -40,7 +33,7 @@ end
 local buried = 0
 -- Promote due jobs in bounded steps (never an unbounded unpack).
 for _, set in ipairs({ KEYS[2], KEYS[3] }) do
-  local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, plimit)
+  local due = cw_call(set, 'zset', now, 'ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, plimit)
   for _, id in ipairs(due) do
     redis.call('ZREM', set, id)
     local jk = KEYS[5] .. id
@@ -48,7 +41,8 @@ for _, set in ipairs({ KEYS[2], KEYS[3] }) do
     if r then
       if r.status == 'pending' or r.status == 'retrying' then
         redis.call('HSET', jk, 'status', 'pending')
-        redis.call('RPUSH', KEYS[1] .. r.priority, id)
+        local list = KEYS[1] .. r.priority
+        cw_call(list, 'list', now, 'RPUSH', list, id)
       end
     elseif why ~= 'missing' then
       cw_bury(jk, id, why, KEYS[8], now)
@@ -61,19 +55,21 @@ local out = { 0, -1, 0 }
 local leased = {}
 for _, p in ipairs(prios) do
   if want <= 0 then break end
-  local ids = redis.call('LPOP', KEYS[1] .. p, want)
+  local list = KEYS[1] .. p
+  local ids = cw_call(list, 'list', now, 'LPOP', list, want)
   if ids then
     for _, id in ipairs(ids) do
       local jk = KEYS[5] .. id
-      local r, why = cw_read(jk)
+      local r, why = cw_read(jk, 'read')
       if why == 'missing' then
         -- Not the id of a job record (a raw payload pushed by hand, say): keep it as a dead
         -- letter so nothing is lost, and go on with the jobs behind it.
         local oid = 'orphan-' .. redis.sha1hex(id)
+        if redis.call('EXISTS', KEYS[5] .. oid) == 1 then oid = oid .. '-' .. now end
         redis.call('HSET', KEYS[5] .. oid, 'payload', id, 'status', 'failed', 'priority', p,
           'fence', 0, 'attempt', 0, 'max_attempts', 1, 'enqueued_at', now, 'run_at', 0,
           'completed_at', now, 'error', 'ready list entry is not the id of a job record')
-        redis.call('ZADD', KEYS[8], now, oid)
+        cw_call(KEYS[8], 'zset', now, 'ZADD', KEYS[8], now, oid)
         buried = buried + 1
       elseif not r then
         cw_bury(jk, id, why, KEYS[8], now)
@@ -97,11 +93,12 @@ for _, p in ipairs(prios) do
   end
 end
 if #leased > 0 then
-  redis.call('ZADD', KEYS[4], unpack(leased))
+  cw_call(KEYS[4], 'zset', now, 'ZADD', KEYS[4], unpack(leased))
   -- Work remains: pass a wake-up token on so another idle fetcher joins in.
   for _, p in ipairs(prios) do
-    if redis.call('LLEN', KEYS[1] .. p) > 0 then
-      if redis.call('LLEN', KEYS[7]) == 0 then redis.call('RPUSH', KEYS[7], '1') end
+    local list = KEYS[1] .. p
+    if cw_call(list, 'list', now, 'LLEN', list) > 0 then
+      if cw_call(KEYS[7], 'list', now, 'LLEN', KEYS[7]) == 0 then redis.call('RPUSH', KEYS[7], '1') end
       break
     end
   end

@@ -20,12 +20,6 @@ local retention = tonumber(ARGV[2])
 local applied, stale = 0, 0
 local stale_ids = {}
 local pushed = false
-cw_want(KEYS[2], 'zset', now)
-cw_want(KEYS[3], 'zset', now)
-cw_want(KEYS[4], 'zset', now)
-cw_want(KEYS[5], 'zset', now)
-cw_want(KEYS[6], 'zset', now)
-cw_want(KEYS[8], 'list', now)
 
 -- Lease removals and done entries are collected and written once per call.
 local unleased, done = {}, {}
@@ -36,8 +30,8 @@ local function finished(jk, id, user)
   else
     redis.call('DEL', jk)
     if user then
-      cw_want(KEYS[9] .. user, 'zset', now)
-      redis.call('ZREM', KEYS[9] .. user, id)
+      local idx = KEYS[9] .. user
+      cw_call(idx, 'zset', now, 'ZREM', idx, id)
     end
   end
 end
@@ -80,32 +74,32 @@ for i = 3, #ARGV, 6 do
     elseif action == 'retry' then
       redis.call('HSET', jk, 'status', 'retrying', 'error', a)
       cw_append_history(jk, b)
-      redis.call('ZADD', KEYS[5], tonumber(c) or now, id)
+      cw_call(KEYS[5], 'zset', now, 'ZADD', KEYS[5], tonumber(c) or now, id)
       pushed = true
     elseif action == 'dead' then
       redis.call('HSET', jk, 'status', 'failed', 'error', a, 'completed_at', now)
       cw_append_history(jk, b)
-      redis.call('ZADD', KEYS[4], now, id)
+      cw_call(KEYS[4], 'zset', now, 'ZADD', KEYS[4], now, id)
     elseif action == 'cancelled' then
       redis.call('HSET', jk, 'status', 'cancelled', 'error', a, 'completed_at', now)
       finished(jk, id, r.user)
     elseif action == 'snooze' then
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'status', 'pending')
-      redis.call('ZADD', KEYS[6], tonumber(c) or now, id)
+      cw_call(KEYS[6], 'zset', now, 'ZADD', KEYS[6], tonumber(c) or now, id)
       pushed = true
     else -- requeue
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'status', 'pending')
-      cw_want(KEYS[7] .. r.priority, 'list', now)
-      redis.call('LPUSH', KEYS[7] .. r.priority, id)
+      local list = KEYS[7] .. r.priority
+      cw_call(list, 'list', now, 'LPUSH', list, id)
       pushed = true
     end
   end
 end
-if #unleased > 0 then redis.call('ZREM', KEYS[2], unpack(unleased)) end
-if #done > 0 then redis.call('ZADD', KEYS[3], unpack(done)) end
-if pushed and redis.call('LLEN', KEYS[8]) == 0 then
+if #unleased > 0 then cw_call(KEYS[2], 'zset', now, 'ZREM', KEYS[2], unpack(unleased)) end
+if #done > 0 then cw_call(KEYS[3], 'zset', now, 'ZADD', KEYS[3], unpack(done)) end
+if pushed and cw_call(KEYS[8], 'list', now, 'LLEN', KEYS[8]) == 0 then
   redis.call('RPUSH', KEYS[8], '1')
 end
 return { applied, stale, stale_ids }

@@ -9,28 +9,22 @@
 --   record is no longer a hash is lost too.
 local now = cw_now()
 local deadline = now + tonumber(ARGV[1])
-cw_want(KEYS[1], 'zset', now)
-cw_want(KEYS[3], 'zset', now)
 local lost, cancel = {}, {}
 for i = 4, #ARGV, 2 do
   local id, fence = ARGV[i], ARGV[i + 1]
-  local jk = KEYS[2] .. id
-  local t = cw_type(jk)
-  if t == 'hash' then
-    local s = redis.call('HMGET', jk, 'fence', 'status', 'cancel')
-    if s[1] == fence and s[2] == 'running' then
-      redis.call('ZADD', KEYS[1], deadline, id)
-      if s[3] == '1' then cancel[#cancel + 1] = id end
-    elseif s[1] and s[1] ~= fence then
-      lost[#lost + 1] = id
-      lost[#lost + 1] = fence
-    end
-  elseif t ~= 'none' then
+  local s = redis.pcall('HMGET', KEYS[2] .. id, 'fence', 'status', 'cancel')
+  if s['err'] then
     -- Its record was overwritten with something else: the holder stops, the lease runs out and
     -- the rescuer dead-letters the record with the reason.
     lost[#lost + 1] = id
     lost[#lost + 1] = fence
+  elseif s[1] == fence and s[2] == 'running' then
+    cw_call(KEYS[1], 'zset', now, 'ZADD', KEYS[1], deadline, id)
+    if s[3] == '1' then cancel[#cancel + 1] = id end
+  elseif s[1] and s[1] ~= fence then
+    lost[#lost + 1] = id
+    lost[#lost + 1] = fence
   end
 end
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
+cw_call(KEYS[3], 'zset', now, 'ZADD', KEYS[3], now + tonumber(ARGV[3]), ARGV[2])
 return { lost, cancel }

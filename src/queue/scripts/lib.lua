@@ -1,17 +1,19 @@
 -- lib: helpers put in front of every queue script (scripts.rs joins this file and the script).
--- Redis does not roll back a script that fails halfway, so a script reads and checks everything it
--- is about to move before it moves anything: a key of the wrong type is set aside, a malformed job
--- record is dead-lettered with its reason, and neither is left half-moved nor dropped.
--- Nothing here takes KEYS or ARGV of its own; every key is one the calling script was given or
--- built from one of its key prefixes (all inside the queue's `{queue}` hash tag).
+-- Redis does not roll back a script that fails halfway, so no script may fail after its first
+-- write: every command on a queue structure goes through cw_call, which sets a key of the wrong
+-- type aside and runs the command again on an empty one (a WRONGTYPE reply changes nothing, so
+-- the happy path costs no extra call), and every job record is read and checked (cw_read) before
+-- it is moved: a malformed one is dead-lettered with its reason (cw_bury), never left half-moved
+-- nor dropped. Nothing here takes KEYS or ARGV of its own; every key is one the calling script
+-- was given or built from one of its key prefixes (all inside the queue's `{queue}` hash tag).
 
 local CW_PRIORITIES = { critical = true, high = true, normal = true, low = true }
 local CW_STATUSES = { pending = true, running = true, retrying = true, completed = true,
   failed = true, cancelled = true }
 -- Statuses whose job still moves through the queue: its record must be complete.
 local CW_ACTIVE = { pending = true, running = true, retrying = true }
-local CW_FIELDS = { 'payload', 'status', 'priority', 'fence', 'attempt', 'max_attempts',
-  'enqueued_at', 'run_at', 'cancel', 'owner', 'user' }
+local CW_FIELDS = { 'status', 'priority', 'fence', 'attempt', 'max_attempts', 'enqueued_at',
+  'run_at', 'cancel', 'owner', 'user' }
 
 local function cw_type(key)
   return redis.call('TYPE', key)['ok']
@@ -34,8 +36,7 @@ local function cw_aside_name(key, now)
 end
 
 -- Make sure `key` is absent or of type `want`. A key of another type is renamed aside (kept for
--- inspection: nothing is deleted) so the caller goes on with an empty one. Returns true when the
--- key was fine, false when it was set aside.
+-- inspection: nothing is deleted). Returns true when the key was fine.
 local function cw_want(key, want, now)
   local t = cw_type(key)
   if t == 'none' or t == want then return true end
@@ -46,39 +47,66 @@ local function cw_want(key, want, now)
   return false
 end
 
+-- Run a command on queue structure `key` (of type `want`). On WRONGTYPE the key is set aside and
+-- the command runs again; any other error is raised (it changed nothing either).
+local function cw_call(key, want, now, ...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' and r['err'] then
+    if string.find(r['err'], 'WRONGTYPE', 1, true) then
+      cw_want(key, want, now)
+      return redis.call(...)
+    end
+    error(r)
+  end
+  return r
+end
+
 local function cw_shown(v)
   v = tostring(v)
   if #v > 64 then v = string.sub(v, 1, 64) .. '...' end
   return "'" .. v .. "'"
 end
 
+-- A counter the scripts may add to: a whole number of at most 14 digits (exact in Lua's doubles,
+-- written back by Redis's %.14g without an exponent, and far from HINCRBY's overflow).
 local function cw_count(v)
-  return v == nil or string.match(v, '^%d+$') ~= nil
+  return v == nil or string.match(v, '^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$') ~= nil
 end
 
 -- Read a job record. Returns the record's fields (a table; absent fields are nil) or nil and
 -- why not: 'missing' when there is no record, otherwise what is malformed, naming the field and
--- its value. A record whose job still moves (pending, running, retrying) needs its payload, a
--- known priority and whole-number counters; a finished one only a known status.
-local function cw_read(jk)
-  local t = cw_type(jk)
-  if t == 'none' then return nil, 'missing' end
-  if t ~= 'hash' then return nil, 'job record is a ' .. t .. ', not a hash' end
-  local v = redis.call('HMGET', jk, unpack(CW_FIELDS))
-  local r = {}
-  for i, f in ipairs(CW_FIELDS) do
-    if v[i] then r[f] = v[i] end
+-- its value. A record whose job still moves (pending, running, retrying) needs a known priority
+-- and whole-number counters (and its payload, when `payload` is 'read', which returns it as
+-- r.payload, or 'check'); a finished one only a known status.
+local function cw_read(jk, payload)
+  local fields = CW_FIELDS
+  if payload == 'read' then fields = { 'payload', unpack(CW_FIELDS) } end
+  local v = redis.pcall('HMGET', jk, unpack(fields))
+  if type(v) == 'table' and v['err'] then
+    return nil, 'job record is a ' .. cw_type(jk) .. ', not a hash'
   end
+  local r = {}
+  local any = false
+  for i, f in ipairs(fields) do
+    if v[i] then
+      r[f] = v[i]
+      any = true
+    end
+  end
+  if not any and redis.call('EXISTS', jk) == 0 then return nil, 'missing' end
   if r.status == nil then return nil, 'job record has no status' end
   if not CW_STATUSES[r.status] then return nil, 'status ' .. cw_shown(r.status) .. ' is not a job status' end
   if not CW_ACTIVE[r.status] then return r end
-  if r.payload == nil then return nil, 'job record has no payload' end
   if r.priority == nil then return nil, 'job record has no priority' end
   if not CW_PRIORITIES[r.priority] then
     return nil, 'priority ' .. cw_shown(r.priority) .. ' is not one of critical, high, normal, low'
   end
   for _, f in ipairs({ 'fence', 'attempt', 'max_attempts' }) do
     if not cw_count(r[f]) then return nil, f .. ' ' .. cw_shown(r[f]) .. ' is not a whole number' end
+  end
+  if (payload == 'read' and r.payload == nil)
+      or (payload == 'check' and redis.call('HEXISTS', jk, 'payload') == 0) then
+    return nil, 'job record has no payload'
   end
   return r
 end
@@ -87,12 +115,10 @@ end
 -- is not an array is kept in `history_unreadable` and a new one is started.
 local function cw_append_history(jk, entry)
   local h = redis.call('HGET', jk, 'history')
-  if not h or h == '' then
+  if not h or h == '' or h == '[]' then
     h = '[' .. entry .. ']'
-  elseif string.sub(h, 1, 1) == '[' and string.sub(h, -1) == ']' and #h > 2 then
+  elseif string.sub(h, 1, 1) == '[' and string.sub(h, -1) == ']' then
     h = string.sub(h, 1, -2) .. ',' .. entry .. ']'
-  elseif h == '[]' then
-    h = '[' .. entry .. ']'
   else
     redis.call('HSET', jk, 'history_unreadable', h)
     h = '[' .. entry .. ']'
@@ -102,7 +128,9 @@ end
 
 -- Dead-letter a malformed record with its reason (`dead` is the queue's dead ZSET). A hash keeps
 -- its fields; a string becomes the payload of a new record in its place; any other type is set
--- aside (see cw_want) and the new record names where. Nothing is deleted.
+-- aside (see cw_want) and the new record names where. Nothing is deleted. The fence moves past
+-- any value handed out (to now, in ms, when that is higher), so a worker still running the job
+-- is told it lost it and its late finish is refused.
 local function cw_bury(jk, id, reason, dead, now)
   local t = cw_type(jk)
   if t ~= 'hash' then
@@ -115,7 +143,7 @@ local function cw_bury(jk, id, reason, dead, now)
       redis.call('RENAME', jk, dst)
       reason = reason .. ' (its content is kept as ' .. dst .. ')'
     end
-    redis.call('HSET', jk, 'payload', payload, 'fence', 0, 'attempt', 0, 'max_attempts', 1,
+    redis.call('HSET', jk, 'payload', payload, 'attempt', 0, 'max_attempts', 1,
       'enqueued_at', now, 'run_at', 0)
   end
   -- Fields no script could use are kept under `<field>_unreadable` and reset, so a replay of the
@@ -125,16 +153,19 @@ local function cw_bury(jk, id, reason, dead, now)
     if f[1] then redis.call('HSET', jk, 'priority_unreadable', f[1]) end
     redis.call('HSET', jk, 'priority', 'normal')
   end
-  local resets = { fence = 0, attempt = 0, max_attempts = 1 }
-  for i, name in ipairs({ 'fence', 'attempt', 'max_attempts' }) do
-    local v = f[i + 1] or nil
+  local resets = { attempt = 0, max_attempts = 1 }
+  for i, name in ipairs({ 'attempt', 'max_attempts' }) do
+    local v = f[i + 2] or nil
     if not cw_count(v) then
       redis.call('HSET', jk, name .. '_unreadable', v, name, resets[name])
     end
   end
-  redis.call('HSET', jk, 'status', 'failed', 'completed_at', now,
+  local fence = now
+  if f[2] and cw_count(f[2]) and tonumber(f[2]) >= now then fence = tonumber(f[2]) + 1 end
+  if f[2] and not cw_count(f[2]) then redis.call('HSET', jk, 'fence_unreadable', f[2]) end
+  redis.call('HSET', jk, 'fence', fence, 'status', 'failed', 'completed_at', now,
     'error', 'malformed job record: ' .. reason)
-  redis.call('ZADD', dead, now, id)
+  cw_call(dead, 'zset', now, 'ZADD', dead, now, id)
 end
 
 -- Redis's clock, ms.

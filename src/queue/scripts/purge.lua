@@ -3,19 +3,19 @@
 -- ARGV[1] job id ('' = the oldest ARGV[2] dead jobs)   ARGV[2] limit
 -- Returns the number of jobs deleted.
 local now = cw_now()
-cw_want(KEYS[1], 'zset', now)
 local ids
-if ARGV[1] ~= '' then ids = { ARGV[1] } else ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1) end
+if ARGV[1] ~= '' then ids = { ARGV[1] }
+else ids = cw_call(KEYS[1], 'zset', now, 'ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1) end
 local n = 0
 for _, id in ipairs(ids) do
-  if redis.call('ZREM', KEYS[1], id) == 1 then
+  if cw_call(KEYS[1], 'zset', now, 'ZREM', KEYS[1], id) == 1 then
     local jk = KEYS[2] .. id
-    local user = false
-    if cw_type(jk) == 'hash' then user = redis.call('HGET', jk, 'user') end
+    local user = redis.pcall('HGET', jk, 'user')
+    if type(user) == 'table' then user = false end
     redis.call('DEL', jk)
     if user then
-      cw_want(KEYS[3] .. user, 'zset', now)
-      redis.call('ZREM', KEYS[3] .. user, id)
+      local idx = KEYS[3] .. user
+      cw_call(idx, 'zset', now, 'ZREM', idx, id)
     end
     n = n + 1
   end

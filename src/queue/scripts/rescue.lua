@@ -10,11 +10,8 @@
 local now = cw_now()
 local retention = tonumber(ARGV[2])
 local requeued, dead, cancelled = 0, 0, 0
-cw_want(KEYS[1], 'zset', now)
-cw_want(KEYS[4], 'zset', now)
-cw_want(KEYS[5], 'zset', now)
-cw_want(KEYS[6], 'list', now)
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+local ids = cw_call(KEYS[1], 'zset', now, 'ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
+  tonumber(ARGV[1]))
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local jk = KEYS[2] .. id
@@ -33,28 +30,28 @@ for _, id in ipairs(ids) do
       if retention == 0 then
         redis.call('DEL', jk)
         if r.user then
-          cw_want(KEYS[7] .. r.user, 'zset', now)
-          redis.call('ZREM', KEYS[7] .. r.user, id)
+          local idx = KEYS[7] .. r.user
+          cw_call(idx, 'zset', now, 'ZREM', idx, id)
         end
       else
-        redis.call('ZADD', KEYS[5], now, id)
+        cw_call(KEYS[5], 'zset', now, 'ZADD', KEYS[5], now, id)
       end
       cancelled = cancelled + 1
     elseif attempt >= (tonumber(r.max_attempts) or 1) then
       redis.call('HSET', jk, 'status', 'failed', 'completed_at', now,
         'error', err .. ' (attempt ' .. attempt .. ' of ' .. tostring(r.max_attempts or 1) .. ')')
-      redis.call('ZADD', KEYS[4], now, id)
+      cw_call(KEYS[4], 'zset', now, 'ZADD', KEYS[4], now, id)
       dead = dead + 1
     else
       -- To the front: the job already waited its turn once.
       redis.call('HSET', jk, 'status', 'pending')
-      cw_want(KEYS[3] .. r.priority, 'list', now)
-      redis.call('LPUSH', KEYS[3] .. r.priority, id)
+      local list = KEYS[3] .. r.priority
+      cw_call(list, 'list', now, 'LPUSH', list, id)
       requeued = requeued + 1
     end
   end
 end
-if requeued > 0 and redis.call('LLEN', KEYS[6]) == 0 then
+if requeued > 0 and cw_call(KEYS[6], 'list', now, 'LLEN', KEYS[6]) == 0 then
   redis.call('RPUSH', KEYS[6], '1')
 end
 return { requeued, dead, cancelled }

@@ -7,9 +7,6 @@
 --   caps, oldest first (the record and its index entry go together).
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[5])
-cw_want(KEYS[1], 'zset', now)
-cw_want(KEYS[2], 'zset', now)
-cw_want(KEYS[4], 'zset', now)
 -- A record is deleted only while it is still in the state its index says (an id re-enqueued
 -- after its record was deleted must not lose its new record).
 local function drop_oldest(set, k, states)
@@ -18,27 +15,27 @@ local function drop_oldest(set, k, states)
   local ids = redis.call('ZRANGE', set, 0, k - 1)
   for _, id in ipairs(ids) do
     local jk = KEYS[3] .. id
-    local t = cw_type(jk)
-    if t == 'hash' then
-      local h = redis.call('HMGET', jk, 'status', 'user')
-      if h[1] and states[h[1]] then
-        redis.call('DEL', jk)
-        if h[2] then
-          cw_want(KEYS[5] .. h[2], 'zset', now)
-          redis.call('ZREM', KEYS[5] .. h[2], id)
-        end
-      end
-    elseif t ~= 'none' then
+    local h = redis.pcall('HMGET', jk, 'status', 'user')
+    if h['err'] then
       -- Past retention and not even a record: it goes with its index entry.
       redis.call('DEL', jk)
+    elseif h[1] and states[h[1]] then
+      redis.call('DEL', jk)
+      if h[2] then
+        local idx = KEYS[5] .. h[2]
+        cw_call(idx, 'zset', now, 'ZREM', idx, id)
+      end
     end
   end
   redis.call('ZREMRANGEBYRANK', set, 0, k - 1)
   return #ids
 end
 local finished = { completed = true, cancelled = true }
-local done = drop_oldest(KEYS[1], redis.call('ZCOUNT', KEYS[1], '-inf', now - tonumber(ARGV[2])), finished)
+-- The first command on each set goes through cw_call; the ones after it find the right type.
+local done = drop_oldest(KEYS[1], cw_call(KEYS[1], 'zset', now, 'ZCOUNT', KEYS[1], '-inf',
+  now - tonumber(ARGV[2])), finished)
 done = done + drop_oldest(KEYS[1], redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]), finished)
-local dead = drop_oldest(KEYS[2], redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4]), { failed = true })
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+local dead = drop_oldest(KEYS[2], cw_call(KEYS[2], 'zset', now, 'ZCARD', KEYS[2])
+  - tonumber(ARGV[4]), { failed = true })
+cw_call(KEYS[4], 'zset', now, 'ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 return { done, dead }
