@@ -14,6 +14,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+// ---- issue 16, payload limits (h16-limits) ----
+mod limits;
+pub use limits::{KindLimits, LimitsSettings};
+// ---- end payload limits ----
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -82,6 +87,9 @@ pub struct Settings {
     /// `[http]`: the HTTP server's limits, readiness checks and dashboard sessions.
     pub http: HttpSettings,
     // --- issue 16, HTTP server limits (end) ---
+    /// `[limits]`: job size limits (per field and whole, per kind) and the scheduling horizon,
+    /// checked at every enqueue (`config/limits.rs`).
+    pub limits: LimitsSettings,
 }
 
 // --- issue 16, HTTP server limits (begin) ---
@@ -196,7 +204,8 @@ pub struct ApiSettings {
     pub user_kinds: Vec<String>,
     /// The most jobs one `POST /api/v1/jobs/batch` takes.
     pub max_batch: usize,
-    /// Largest request body, MB.
+    /// Largest request body of the batch route, MB; at least `[limits] max_job_mb` (checked at
+    /// start). The single-job routes read at most the largest job allowed plus 64 KiB.
     pub max_body_mb: f64,
     /// Seconds between SSE keep-alive comments.
     pub keepalive_secs: f64,
@@ -498,6 +507,7 @@ impl Default for Settings {
             event_log_len: q.event_log_len,
             api: ApiSettings::default(),
             http: HttpSettings::default(),
+            limits: LimitsSettings::default(),
         }
     }
 }
@@ -613,6 +623,7 @@ impl Settings {
         self.http.validate(&self.api)?;
         let a = &self.api;
         positive("[api] max_body_mb", a.max_body_mb, 0.001)?;
+        self.limits.validate(registry, a.max_body_mb)?;
         positive("[api] keepalive_secs", a.keepalive_secs, 0.1)?;
         secs("[api] keepalive_secs", a.keepalive_secs)?;
         for kind in &a.user_kinds {
@@ -767,6 +778,7 @@ impl Settings {
             max_finished: self.max_finished,
             max_dead: self.max_dead,
             event_log_len: self.event_log_len,
+            limits: self.limits.job_limits(),
         }
     }
 

@@ -219,6 +219,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 b = b.name(n);
             }
             let job = b.build();
+            // The queue checks again; here first, so a too large job is refused before the
+            // kind's own check walks it.
+            queue::enqueue::check(std::slice::from_ref(&job), &s.queue_options().limits)?;
             (spec.check)(&job).map_err(|e| anyhow::anyhow!("{e}"))?;
             let q = queue_handle(&s, &spec.queue).await?;
             let r = q.enqueue(&job).await?;
@@ -587,6 +590,7 @@ async fn workflow_run(
     .priority(a.priority)
     .build();
     let spec = registry.resolve(&job.function_name)?;
+    queue::enqueue::check(std::slice::from_ref(&job), &s.queue_options().limits)?;
     (spec.check)(&job).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
     let q = queue_handle(s, &spec.queue).await?;
     let r = q.enqueue(&job).await?;

@@ -46,73 +46,153 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// A metric's type, for its `# TYPE` and `describe_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric any module records (this one, the pools, cron, and the handlers in
+/// `chatter-jobs`), with its help text. `/metrics` describes each one: `promtool check metrics`
+/// refuses a series without HELP, and `tests/metrics_http.rs` checks that every metric name
+/// recorded in the sources is listed here.
+pub const CATALOGUE: &[(&str, Kind, &str)] = &[
+    (ENQUEUED, Kind::Counter, "Jobs enqueued by this process"),
+    (
+        FINISHED,
+        Kind::Counter,
+        "Job runs ended, by outcome (completed, retried, failed, dead, cancelled, snoozed)",
+    ),
+    (
+        RESCUED,
+        Kind::Counter,
+        "Jobs whose lease expired and were handed back or dead-lettered",
+    ),
+    (
+        STALE_ACKS,
+        Kind::Counter,
+        "Finishes refused because the worker no longer held the job's fence",
+    ),
+    (
+        ORPHANS,
+        Kind::Counter,
+        "Payloads or ready-list entries that did not decode, dead-lettered",
+    ),
+    (
+        REDIS_ERRORS,
+        Kind::Counter,
+        "Redis calls that failed and were retried, by loop",
+    ),
+    (DURATION, Kind::Histogram, "Handler run time"),
+    (
+        WAIT,
+        Kind::Histogram,
+        "Time from a job becoming due to its start",
+    ),
+    (
+        QUEUE_JOBS,
+        Kind::Gauge,
+        "Jobs per queue and state, read from Redis at scrape time",
+    ),
+    (OLDEST_READY, Kind::Gauge, "Age of the oldest ready job"),
+    (PAUSED, Kind::Gauge, "1 when the queue is paused"),
+    (WORKERS, Kind::Gauge, "Live workers (heartbeat not expired)"),
+    (
+        REDIS_UP,
+        Kind::Gauge,
+        "1 when the last scrape read the queue gauges from Redis",
+    ),
+    (
+        "chatter_workflow_runs_total",
+        Kind::Counter,
+        "Workflow job runs by workflow and outcome (completed, failed, cancelled, retried, waiting, interrupted)",
+    ),
+    (
+        "chatter_workflow_node_duration_seconds",
+        Kind::Histogram,
+        "Workflow node run time by node kind",
+    ),
+    (
+        "chatter_workflow_tool_calls_total",
+        Kind::Counter,
+        "Workflow tool calls by tool and outcome",
+    ),
+    (
+        "chatter_workflow_tool_duration_seconds",
+        Kind::Histogram,
+        "Workflow tool call time by tool",
+    ),
+    (
+        "chatter_llm_request_duration_seconds",
+        Kind::Histogram,
+        "Chat provider request time by provider, model and outcome",
+    ),
+    (
+        "chatter_llm_tokens_total",
+        Kind::Counter,
+        "Chat provider tokens by provider, model and kind (prompt, completion)",
+    ),
+    (
+        "chatter_embedding_cache_requests_total",
+        Kind::Counter,
+        "Chunks looked up in the embedding cache by model and result (hit, miss)",
+    ),
+    (
+        "chatter_embedding_requests_total",
+        Kind::Counter,
+        "Embedding provider requests by provider and outcome (ok, retryable, failed)",
+    ),
+    (
+        "chatter_embedding_request_duration_seconds",
+        Kind::Histogram,
+        "Embedding provider request time by provider",
+    ),
+    (
+        "chatter_embedding_inputs_total",
+        Kind::Counter,
+        "Texts embedded by the provider (cache misses sent), by provider",
+    ),
+    (
+        "chatter_rate_limit_waits_total",
+        Kind::Counter,
+        "Provider calls that waited for the shared rate limit, by provider",
+    ),
+    (
+        "chatter_rate_limit_wait_seconds",
+        Kind::Histogram,
+        "Time waited for the shared provider rate limit, by provider",
+    ),
+    (
+        "chatter_cron_fires_total",
+        Kind::Counter,
+        "Cron ticks this process enqueued, by schedule",
+    ),
+    (
+        "chatter_cron_lag_seconds",
+        Kind::Histogram,
+        "Time from a cron tick to its enqueue, by schedule",
+    ),
+    (
+        "chatter_cron_next_fire_timestamp_seconds",
+        Kind::Gauge,
+        "Unix time of the schedule's next tick",
+    ),
+];
+
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(ENQUEUED, "Jobs enqueued by this process");
-    describe_counter!(
-        FINISHED,
-        "Job runs ended, by outcome (completed, retried, failed, dead, cancelled, snoozed)"
-    );
-    describe_counter!(
-        RESCUED,
-        "Jobs whose lease expired and were handed back or dead-lettered"
-    );
-    describe_counter!(
-        STALE_ACKS,
-        "Finishes refused because the worker no longer held the job's fence"
-    );
-    describe_counter!(
-        ORPHANS,
-        "Payloads or ready-list entries that did not decode, dead-lettered"
-    );
-    describe_counter!(
-        REDIS_ERRORS,
-        "Redis calls that failed and were retried, by loop"
-    );
-    describe_histogram!(DURATION, Unit::Seconds, "Handler run time");
-    describe_histogram!(
-        WAIT,
-        Unit::Seconds,
-        "Time from a job becoming due to its start"
-    );
-    describe_gauge!(
-        QUEUE_JOBS,
-        "Jobs per queue and state, read from Redis at scrape time"
-    );
-    describe_gauge!(OLDEST_READY, Unit::Seconds, "Age of the oldest ready job");
-    describe_gauge!(PAUSED, "1 when the queue is paused");
-    describe_gauge!(WORKERS, "Live workers (heartbeat not expired)");
-    describe_gauge!(
-        REDIS_UP,
-        "1 when the last scrape read the queue gauges from Redis"
-    );
-    describe_counter!(
-        "chatter_workflow_runs_total",
-        "Workflow job runs by workflow and outcome (completed, failed, cancelled, retried, waiting, interrupted)"
-    );
-    describe_histogram!(
-        "chatter_workflow_node_duration_seconds",
-        Unit::Seconds,
-        "Workflow node run time by node kind"
-    );
-    describe_counter!(
-        "chatter_workflow_tool_calls_total",
-        "Workflow tool calls by tool and outcome"
-    );
-    describe_histogram!(
-        "chatter_workflow_tool_duration_seconds",
-        Unit::Seconds,
-        "Workflow tool call time by tool"
-    );
-    describe_histogram!(
-        "chatter_llm_request_duration_seconds",
-        Unit::Seconds,
-        "Chat provider request time by provider, model and outcome"
-    );
-    describe_counter!(
-        "chatter_llm_tokens_total",
-        "Chat provider tokens by provider, model and kind (prompt, completion)"
-    );
+    for &(name, kind, help) in CATALOGUE {
+        let seconds = name.ends_with("_seconds") && !name.ends_with("_timestamp_seconds");
+        match (kind, seconds) {
+            (Kind::Counter, _) => describe_counter!(name, help),
+            (Kind::Gauge, true) => describe_gauge!(name, Unit::Seconds, help),
+            (Kind::Gauge, false) => describe_gauge!(name, help),
+            (Kind::Histogram, true) => describe_histogram!(name, Unit::Seconds, help),
+            (Kind::Histogram, false) => describe_histogram!(name, help),
+        }
+    }
 }
 
 pub fn record_enqueued(queue: &str, kind: &str, n: u64) {

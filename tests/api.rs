@@ -98,7 +98,10 @@ async fn every_route_with_validation_auth_and_owner_scoping() {
     assert_eq!(st, StatusCode::OK, "{v}");
 
     // Create: the job with Chatter's fields, owned by the caller.
-    let future = "2099-01-01T02:00:00+02:00";
+    // Within the scheduling horizon ([limits] schedule_horizon_days, 365 by default).
+    let day = (chrono::Utc::now() + chrono::Duration::days(200)).date_naive();
+    let future = format!("{day}T02:00:00+02:00");
+    let future = future.as_str();
     let (st, j1) = u1
         .post(
             "/api/v1/jobs",
@@ -113,7 +116,7 @@ async fn every_route_with_validation_auth_and_owner_scoping() {
     assert_eq!(j1["max_retries"], 2);
     assert_eq!(j1["tags"], json!(["t1", "t2"]));
     // An offset is understood (Python's isoformat()); times are shown in UTC.
-    assert_eq!(j1["scheduled_at"], "2099-01-01T00:00:00.000Z");
+    assert_eq!(j1["scheduled_at"], format!("{day}T00:00:00.000Z"));
     let id1 = j1["id"].as_str().unwrap().to_string();
     assert_eq!(id1.len(), 26);
 

@@ -254,6 +254,9 @@ impl Job {
         if self.function_name.is_empty() {
             return bad("function_name", "is empty".into());
         }
+        if self.name.trim().is_empty() {
+            return bad("name", format!("{:?} is empty", self.name));
+        }
         if self.name.len() > 255 {
             return bad(
                 "name",
@@ -403,6 +406,8 @@ mod tests {
         let err = job.validate().unwrap_err();
         assert_eq!(err.field, "max_retries");
         assert!(err.to_string().contains("11"));
+        let blank = JobBuilder::new("ping", "q").name(" ").build();
+        assert_eq!(blank.validate().unwrap_err().field, "name");
     }
 
     #[test]

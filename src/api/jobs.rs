@@ -6,13 +6,16 @@ use crate::queue::{CancelResult, JobRecord, QueueStats, RedisQueue};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chatter_jobs::kinds::{documents, workflows};
-use chatter_jobs::{Job, JobBuilder, Priority, Timestamp};
+use chatter_jobs::{Job, Priority, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
+
+mod submit;
+use submit::{build_job, check_length, idempotency_key, queue_problem, read_body, rfc3339, submit};
 
 /// Chatter's priorities: critical before high before normal before low, FIFO within one.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -288,233 +291,6 @@ pub struct WorkflowRun {
     pub priority: Option<JobPriority>,
 }
 
-const IDEMPOTENCY: &str = "idempotency-key";
-
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get(IDEMPOTENCY) else {
-        return Ok(None);
-    };
-    let k = v
-        .to_str()
-        .map_err(|_| Problem::field("Idempotency-Key", "must be visible ASCII"))?;
-    if k.is_empty() || k.len() > 180 {
-        return Err(Problem::field(
-            "Idempotency-Key",
-            "must be 1..=180 characters",
-        ));
-    }
-    Ok(Some(k.to_string()))
-}
-
-/// An RFC 3339 date-time with any offset (`Z`, `+02:00`: Python's `isoformat()`).
-fn rfc3339(field: &str, v: &str) -> ApiResult<Timestamp> {
-    chrono::DateTime::parse_from_rfc3339(v)
-        .ok()
-        .and_then(|t| u64::try_from(t.timestamp_millis()).ok())
-        .map(Timestamp)
-        .ok_or_else(|| Problem::field(field, format!("{v:?} is not an RFC 3339 date-time")))
-}
-
-/// A caller's idempotency key as stored: scoped to the caller, so one user's key can neither
-/// return nor block another user's job.
-fn scoped_key(caller: &super::auth::Caller, key: &str) -> String {
-    format!(
-        "api:{}",
-        super::auth::hash_key(&format!("{}\n{key}", caller.user))
-    )
-}
-
-/// May this caller enqueue this job? Kinds outside `[api] user_kinds` are for admins; a user's
-/// `chunk_document` must name a document they own (without a database to ask, it is refused).
-async fn check_access(
-    s: &ApiState,
-    caller: &super::auth::Caller,
-    job: &Job,
-    at: &str,
-) -> ApiResult<()> {
-    if caller.admin {
-        return Ok(());
-    }
-    if !s.user_kinds.contains(&job.function_name) {
-        return Err(Problem::forbidden(format!(
-            "{at}function_name: {:?} is for admins; users may enqueue {}",
-            job.function_name,
-            s.user_kinds.join(", ")
-        )));
-    }
-    if job.function_name == documents::CHUNK_DOCUMENT {
-        let id = job
-            .kwargs
-            .get("document_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        check_document(s, caller, id).await?;
-    }
-    Ok(())
-}
-
-/// The caller owns document `id` (admins: any); 404 otherwise, also when there is no database.
-async fn check_document(s: &ApiState, caller: &super::auth::Caller, id: &str) -> ApiResult<()> {
-    if caller.admin {
-        return Ok(());
-    }
-    let not_found = || Problem::not_found(format!("no document {id}"));
-    let store = s.store.as_ref().ok_or_else(not_found)?;
-    let doc = store
-        .document(id)
-        .await
-        .map_err(|e| Problem::unavailable(format!("the database is unavailable: {e}")))?;
-    match doc {
-        Some(d) if d.owner_id == caller.user => Ok(()),
-        _ => Err(not_found()),
-    }
-}
-
-/// Build and check one job for `caller`; field names in errors get `at` in front.
-fn build_job(
-    s: &ApiState,
-    caller: &super::auth::Caller,
-    c: JobCreate,
-    idem: Option<String>,
-    at: &str,
-) -> ApiResult<Job> {
-    let f = |name: &str| format!("{at}{name}");
-    let spec = s
-        .registry
-        .resolve(&c.function_name)
-        .map_err(|e| Problem::field(f("function_name"), e.to_string()))?;
-    let mut kwargs = c.kwargs;
-    // A workflow runs as its caller: its memory, documents and events are the caller's.
-    if c.function_name == workflows::RUN_WORKFLOW {
-        match kwargs.get("owner") {
-            None => {
-                kwargs.insert("owner".into(), Value::String(caller.user.clone()));
-            }
-            Some(Value::String(o)) if *o == caller.user || caller.admin => {}
-            Some(_) => {
-                return Err(Problem::field(
-                    f("kwargs.owner"),
-                    "must be your own user id (or left out)",
-                ));
-            }
-        }
-    }
-    let mut b = JobBuilder::new(&c.function_name, &spec.queue)
-        .kwargs(kwargs)
-        .priority(c.priority.map(Into::into).unwrap_or_default())
-        .owner(caller.user.clone())
-        .tags(c.tags.clone());
-    if let Some(n) = c.name {
-        b = b.name(n);
-    }
-    if let Some(n) = c.max_retries {
-        if n > chatter_jobs::envelope::MAX_RETRIES_LIMIT {
-            return Err(Problem::field(
-                f("max_retries"),
-                format!("{n} is outside 0..=10"),
-            ));
-        }
-        b = b.max_retries(n);
-    }
-    if let Some(d) = c.retry_delay {
-        if d > 86_400 {
-            return Err(Problem::field(
-                f("retry_delay"),
-                format!("{d} is outside 0..=86400"),
-            ));
-        }
-        b = b.retry_delay(d);
-    }
-    if let Some(t) = c.timeout {
-        if !(1..=604_800).contains(&t) {
-            return Err(Problem::field(
-                f("timeout"),
-                format!("{t} is outside 1..=604800"),
-            ));
-        }
-        b = b.timeout(t);
-    }
-    if let Some(at_) = &c.schedule_at {
-        b = b.scheduled_at(rfc3339(&f("schedule_at"), at_)?);
-    }
-    if c.tags.len() > 50 {
-        return Err(Problem::field(f("tags"), "at most 50 tags"));
-    }
-    if let Some(t) = c.tags.iter().find(|t| t.is_empty() || t.len() > 100) {
-        return Err(Problem::field(
-            f("tags"),
-            format!("tag {t:?} must be 1..=100 bytes"),
-        ));
-    }
-    if let Some(k) = idem {
-        b = b.idempotency_key(scoped_key(caller, &k));
-    }
-    let mut job = b.build();
-    job.args = c.args;
-    job.metadata = c.metadata;
-    job.validate()
-        .map_err(|e| Problem::field(f(e.field), e.message))?;
-    (spec.check)(&job).map_err(|e| Problem::field(f("kwargs"), e))?;
-    Ok(job)
-}
-
-/// Enqueue one job; 201 with the job, or 200 with the existing one for a repeated key.
-async fn enqueue_one(s: &ApiState, caller: &super::auth::Caller, job: Job) -> ApiResult<Response> {
-    let q = s.queue(&job.queue);
-    let r = q.enqueue(&job).await?;
-    if r.created {
-        // Just written: the view follows from the job itself, no second round trip.
-        return Ok((StatusCode::CREATED, Json(JobView::created(job))).into_response());
-    }
-    // An idempotency hit on a job whose record is gone already (finished and removed): the key
-    // still holds, so nothing is enqueued again.
-    let rec = q
-        .show(&r.id)
-        .await?
-        .filter(|rec| caller.may_see(rec.owner.as_deref()))
-        .ok_or_else(|| {
-            Problem::conflict(format!(
-                "Idempotency-Key matched job {}, which has ended and whose record was removed",
-                r.id
-            ))
-        })?;
-    let mut resp = (StatusCode::OK, Json(JobView::from_record(rec))).into_response();
-    resp.headers_mut()
-        .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(resp)
-}
-
-impl JobCreate {
-    /// A job of `kind` with these arguments and Chatter's defaults for the rest.
-    fn of(kind: &str, kwargs: Map<String, Value>, priority: Option<JobPriority>) -> Self {
-        Self {
-            name: None,
-            function_name: kind.into(),
-            args: Vec::new(),
-            kwargs,
-            priority,
-            max_retries: None,
-            retry_delay: None,
-            timeout: None,
-            schedule_at: None,
-            tags: Vec::new(),
-            metadata: Map::new(),
-        }
-    }
-}
-
-/// Build, check and enqueue one job for the caller.
-async fn submit(
-    s: &ApiState,
-    caller: &super::auth::Caller,
-    c: JobCreate,
-    idem: Option<String>,
-) -> ApiResult<Response> {
-    let job = build_job(s, caller, c, idem, "")?;
-    check_access(s, caller, &job, "").await?;
-    enqueue_one(s, caller, job).await
-}
-
 /// Create a job.
 #[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = JobCreate,
     params(("Idempotency-Key" = Option<String>, Header, description = "A repeated key returns the first job (200)")),
@@ -524,6 +300,7 @@ async fn submit(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body or a field over its size limit (`[limits]`)", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
@@ -531,10 +308,12 @@ async fn submit(
 pub async fn create(
     State(s): State<ApiState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
     let idem = idempotency_key(&headers)?;
+    check_length(&s, &headers)?;
+    let body = read_body(&s, body).await?;
     let c: JobCreate = json_body(&headers, &body)?;
     submit(&s, &caller, c, idem).await
 }
@@ -569,11 +348,11 @@ pub async fn batch(
     for (i, c) in b.jobs.into_iter().enumerate() {
         let key = idem.as_ref().map(|k| format!("{k}:{i}"));
         let at = format!("jobs[{i}].");
-        let job = build_job(&s, &caller, c, key, &at)?;
-        check_access(&s, &caller, &job, &at).await?;
-        jobs.push(job);
+        jobs.push(build_job(&s, &caller, c, key, &at).await?);
     }
-    let done = crate::queue::enqueue::enqueue_atomic(&s.conn, &s.prefix, &s.options, &jobs).await?;
+    let done = crate::queue::enqueue::enqueue_atomic(&s.conn, &s.prefix, &s.options, &jobs)
+        .await
+        .map_err(|e| queue_problem(e, |i| format!("jobs[{i}].")))?;
     let created = done.iter().filter(|e| e.created).count();
     let reply = BatchReply {
         jobs: done
@@ -1133,6 +912,7 @@ pub async fn cleanup(
         (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
@@ -1140,10 +920,12 @@ pub async fn process_document(
     State(s): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
     let idem = idempotency_key(&headers)?;
+    check_length(&s, &headers)?;
+    let body = read_body(&s, body).await?;
     let p: DocumentProcess = if body.is_empty() {
         DocumentProcess::default()
     } else {
@@ -1175,16 +957,19 @@ pub async fn process_document(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The Idempotency-Key's job ended and was removed", body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn run_workflow(
     State(s): State<ApiState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> ApiResult<Response> {
     let caller = s.caller(&headers)?;
     let idem = idempotency_key(&headers)?;
+    check_length(&s, &headers)?;
+    let body = read_body(&s, body).await?;
     let w: WorkflowRun = json_body(&headers, &body)?;
     let mut kwargs = Map::new();
     if let Some(d) = w.definition {

@@ -28,11 +28,12 @@ impl RedisQueue {
             .remove(0))
     }
 
-    /// Enqueue many jobs; the reply lists each job's id in order. Every job is validated before
-    /// anything is sent, so a bad job refuses the whole batch.
+    /// Enqueue many jobs; the reply lists each job's id in order. Every job is validated (its
+    /// fields, then its size and schedule against `options.limits`) before anything is sent, so a
+    /// bad job refuses the whole batch.
     pub async fn enqueue_batch(&self, jobs: &[Job]) -> Result<Vec<Enqueued>> {
+        check(jobs, &self.options.limits)?;
         for job in jobs {
-            job.validate()?;
             if job.queue != self.name() {
                 return Err(QueueError::WrongQueue {
                     id: job.id.clone(),
@@ -121,9 +122,7 @@ pub async fn enqueue_atomic(
     options: &super::QueueOptions,
     jobs: &[Job],
 ) -> Result<Vec<Enqueued>> {
-    for job in jobs {
-        job.validate()?;
-    }
+    check(jobs, &options.limits)?;
     let mut conn = conn.clone();
     let mut names: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
     names.sort_unstable();
@@ -186,6 +185,23 @@ pub async fn enqueue_atomic(
     }
     record_created(jobs, &out);
     Ok(out)
+}
+
+/// The one check every producer's jobs pass (API, CLI, cron, outbox, library): the contract's
+/// fields, then the size limits and the scheduling horizon. Nothing is sent when one job fails.
+pub fn check(jobs: &[Job], limits: &chatter_jobs::JobLimits) -> Result<()> {
+    let now = chatter_jobs::Timestamp::now();
+    for (index, job) in jobs.iter().enumerate() {
+        job.validate()?;
+        limits
+            .check_at(job, now)
+            .map_err(|error| QueueError::Limit {
+                index,
+                id: job.id.clone(),
+                error,
+            })?;
+    }
+    Ok(())
 }
 
 /// The enqueue script's replies (two values per job: id, created) as [`Enqueued`]s in order.

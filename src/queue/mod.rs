@@ -42,6 +42,14 @@ pub enum QueueError {
         job_queue: String,
         queue: String,
     },
+    /// A job over a size limit or scheduled beyond the horizon (`chatter_jobs::limits`);
+    /// `index` is its place in the batch.
+    #[error("job {index} ({id}): {error}")]
+    Limit {
+        index: usize,
+        id: String,
+        error: chatter_jobs::LimitError,
+    },
     #[error("unexpected reply from script {script}: {detail}")]
     Reply {
         script: &'static str,
@@ -108,6 +116,8 @@ pub struct QueueOptions {
     pub max_dead: u64,
     /// Job and document events kept in the event log (the SSE replay buffer); 0 = no events.
     pub event_log_len: u64,
+    /// Size limits and scheduling horizon every enqueued job is checked against.
+    pub limits: chatter_jobs::JobLimits,
 }
 
 impl Default for QueueOptions {
@@ -118,6 +128,7 @@ impl Default for QueueOptions {
             max_finished: 100_000,
             max_dead: 1_000_000,
             event_log_len: crate::events::DEFAULT_MAXLEN,
+            limits: chatter_jobs::JobLimits::default(),
         }
     }
 }
