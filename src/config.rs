@@ -618,7 +618,11 @@ impl Settings {
         positive("timeout_secs", self.timeout_secs, 0.001)?;
         // A sweep reads every job key: more often than every 10 s would be a load, not a check.
         if self.sweep_interval_secs != 0.0 {
-            positive("sweep_interval_secs (0 = off)", self.sweep_interval_secs, 10.0)?;
+            positive(
+                "sweep_interval_secs (0 = off)",
+                self.sweep_interval_secs,
+                10.0,
+            )?;
         }
         self.http.validate(&self.api)?;
         let a = &self.api;

@@ -456,20 +456,20 @@ async fn heartbeat_and_rescue_hand_back_good_jobs_and_dead_letter_bad_ones() {
         1,
         "the record that is no longer a hash is lost: {hb:?}"
     );
-    // The sweep dead-letters the three and moves their fences on: their holder is told.
+    // The sweep sets the dead set of the wrong type aside, dead-letters the three and moves
+    // their fences on: their holder is told.
+    c.wrong_type(c.q.keys().dead()).await;
     let r = c.q.sweep(LEASE).await.unwrap();
     assert_eq!(r.dead_lettered, 3, "{r:?}");
-    let hb = c
-        .q
-        .heartbeat("w", &held, Duration::from_millis(1), LEASE)
-        .await
-        .unwrap();
+    let hb =
+        c.q.heartbeat("w", &held, Duration::from_millis(1), LEASE)
+            .await
+            .unwrap();
     let mut lost: Vec<String> = hb.lost.into_iter().map(|(id, _)| id).collect();
     lost.sort();
     let mut want = ids.to_vec();
     want.sort();
     assert_eq!(lost, want, "a dead-lettered job's holder loses it");
-    c.wrong_type(c.q.keys().dead()).await;
     let q = c.q.clone();
     wait_until(Duration::from_secs(5), "every lease to be rescued", || {
         let q = q.clone();

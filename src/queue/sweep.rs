@@ -40,15 +40,14 @@ impl RedisQueue {
         let lease_ms = lease.as_millis() as u64;
         let mut report = SweepReport::default();
         // Structures of the wrong type are set aside first, so the snapshots read.
-        self.sweep_call("structures", lease_ms, &[], &mut report).await?;
+        self.sweep_call("structures", lease_ms, &[], &mut report)
+            .await?;
         let before = self.ready_snapshot().await?;
         report.ready_check_skipped = before.is_none();
         let mut unplaced = Vec::new();
         let mut conn = self.conn.clone();
-        // One scan of the queue's keys finds both the job records and the keys set aside.
-        let pattern = format!("{}:{{{}}}:*", self.keys.prefix(), self.name());
+        let pattern = format!("{}*", self.keys.job_prefix());
         let jobs = self.keys.job_prefix();
-        let aside = format!("{}:{{{}}}:corrupt:", self.keys.prefix(), self.name());
         let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
@@ -60,16 +59,16 @@ impl RedisQueue {
                 .query_async(&mut conn)
                 .await?;
             // A key that is not UTF-8 cannot be a job id this code wrote; SCAN may repeat keys.
-            let mut ids = Vec::new();
-            for k in keys.into_iter().filter_map(|k| String::from_utf8(k).ok()) {
-                if let Some(id) = k.strip_prefix(&jobs) {
-                    ids.push(id.to_string());
-                } else if k.starts_with(&aside) {
-                    report.set_aside += 1;
-                }
-            }
+            let ids: Vec<String> = keys
+                .into_iter()
+                .filter_map(|k| String::from_utf8(k).ok())
+                .filter_map(|k| k.strip_prefix(&jobs).map(str::to_string))
+                .collect();
             for chunk in ids.chunks(STEP) {
-                unplaced.extend(self.sweep_call("check", lease_ms, chunk, &mut report).await?);
+                unplaced.extend(
+                    self.sweep_call("check", lease_ms, chunk, &mut report)
+                        .await?,
+                );
             }
             cursor = next;
             if cursor == 0 {
@@ -89,10 +88,13 @@ impl RedisQueue {
                     .filter(|id| !after.contains(id))
                     .collect();
                 for chunk in suspects.chunks(STEP) {
-                    self.sweep_call("ready", lease_ms, chunk, &mut report).await?;
+                    self.sweep_call("ready", lease_ms, chunk, &mut report)
+                        .await?;
                 }
             }
         }
+        // Counted after the pass: keys it set aside itself are among them.
+        report.set_aside = self.count_set_aside().await?;
         Ok(report)
     }
 
