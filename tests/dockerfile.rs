@@ -3,15 +3,16 @@
 //! No Docker engine runs here (nor in CI), so the image itself is not built. Instead the
 //! Dockerfile is parsed and its stages emulated in a temporary directory standing for the image's
 //! filesystem: the build stage's `COPY` lines copy exactly those paths of the build context (this
-//! repository), where `cargo check --locked --bin chatter-worker` must pass (without
+//! repository), where `cargo check --locked --workspace --all-targets` must pass (without
 //! `migrations/`, `sqlx::migrate!` fails to compile); the runtime stage's `COPY`s from the context
 //! go the same way, and the real binary, run from the runtime `WORKDIR`, must find and load the
 //! cron schedules (`jobs/schedules.toml`, read relative to the working directory).
 //!
 //! `cargo check` runs in the dev profile with `CARGO_TARGET_DIR` = this repository's target dir:
 //! the outer `cargo test --release` locks only `target/release`, and `target/debug` holds the
-//! dependencies CI's `cargo clippy` already checked, so only the workspace's own crates (and any
-//! dependency whose features differ) are checked again. The time and the crates checked are printed.
+//! dependencies CI's `cargo clippy --workspace --all-targets` already checked (the same targets,
+//! so the same dependency features), and only the workspace's own crates are checked again. The
+//! time and the crates checked are printed.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -184,7 +185,9 @@ fn the_build_stage_file_set_compiles() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let started = Instant::now();
     let out = Command::new(&cargo)
-        .args(["check", "--locked", "--bin", "chatter-worker"])
+        // The same targets as CI's `cargo clippy --workspace --all-targets`, so the same
+        // dependency units (features included) are found in target/debug, already checked.
+        .args(["check", "--locked", "--workspace", "--all-targets"])
         .current_dir(&workdir)
         .env("CARGO_TARGET_DIR", target_dir())
         .output()
@@ -206,7 +209,7 @@ fn the_build_stage_file_set_compiles() {
     // Warm, only the workspace's own crates (their path is the temporary copy's) are checked.
     let shown: Vec<&str> = checked.iter().take(12).copied().collect();
     println!(
-        "cargo check --locked --bin chatter-worker of the Dockerfile's build-stage file set: \
+        "cargo check --locked --workspace --all-targets of the Dockerfile's build-stage file set: \
          {took:.1?}, {} crates checked, {compiled} compiled (target dir {}): {}{}",
         checked.len(),
         target_dir().display(),

@@ -60,7 +60,11 @@ for _, p in ipairs(prios) do
   if ids then
     for _, id in ipairs(ids) do
       local jk = KEYS[5] .. id
-      local r, why = cw_read(jk, 'read')
+      -- Counters it adds to are checked (fence, attempt); max_attempts is the rescuer's.
+      local v = redis.pcall('HMGET', jk, 'status', 'priority', 'fence', 'attempt', 'payload',
+        'enqueued_at', 'run_at')
+      local why = cw_why(jk, v, 2)
+      if not why and v[1] == 'pending' and not v[5] then why = 'job record has no payload' end
       if why == 'missing' then
         -- Not the id of a job record (a raw payload pushed by hand, say): keep it as a dead
         -- letter so nothing is lost, and go on with the jobs behind it.
@@ -71,19 +75,19 @@ for _, p in ipairs(prios) do
           'completed_at', now, 'error', 'ready list entry is not the id of a job record')
         cw_call(KEYS[8], 'zset', now, 'ZADD', KEYS[8], now, oid)
         buried = buried + 1
-      elseif not r then
+      elseif why then
         cw_bury(jk, id, why, KEYS[8], now)
         buried = buried + 1
-      elseif r.status == 'pending' then
-        local fence = (tonumber(r.fence) or 0) + 1
-        local attempt = (tonumber(r.attempt) or 0) + 1
+      elseif v[1] == 'pending' then
+        local fence = (tonumber(v[3]) or 0) + 1
+        local attempt = (tonumber(v[4]) or 0) + 1
         redis.call('HSET', jk, 'status', 'running', 'owner', worker, 'started_at', now,
           'fence', fence, 'attempt', attempt)
         leased[#leased + 1] = deadline
         leased[#leased + 1] = id
-        local due = math.max(tonumber(r.enqueued_at) or 0, tonumber(r.run_at) or 0)
+        local due = math.max(tonumber(v[6]) or 0, tonumber(v[7]) or 0)
         out[#out + 1] = id
-        out[#out + 1] = r.payload
+        out[#out + 1] = v[5]
         out[#out + 1] = fence
         out[#out + 1] = attempt
         out[#out + 1] = due

@@ -48,20 +48,26 @@ for i = 3, #ARGV, 6 do
   local id, fence, action = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local a, b, c = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   local jk = KEYS[1] .. id
-  local r, why = cw_read(jk)
-  if not r and why ~= 'missing' then
+  -- The fence is only compared; the attempt is checked where it is counted back (below).
+  local r = redis.pcall('HMGET', jk, 'status', 'priority', 'fence', 'attempt', 'cancel', 'user')
+  local why = cw_why(jk, r, 0)
+  if not why and r[1] == 'running' and r[3] == fence
+      and (action == 'snooze' or action == 'requeue') and not cw_count(r[4] or nil) then
+    why = 'attempt ' .. cw_shown(r[4]) .. ' is not a whole number'
+  end
+  if why and why ~= 'missing' then
     cw_bury(jk, id, why, KEYS[4], now)
     unleased[#unleased + 1] = id
     stale = stale + 1
     stale_ids[#stale_ids + 1] = id
-  elseif not r or r.fence ~= fence or r.status ~= 'running' then
+  elseif why or r[3] ~= fence or r[1] ~= 'running' then
     stale = stale + 1
     stale_ids[#stale_ids + 1] = id
   else
     applied = applied + 1
     unleased[#unleased + 1] = id
     -- A cancel requested while it ran wins over running it again.
-    if r.cancel == '1' and (action == 'retry' or action == 'snooze' or action == 'requeue') then
+    if r[5] == '1' and (action == 'retry' or action == 'snooze' or action == 'requeue') then
       action, a = 'cancelled', 'cancelled'
     end
     if action == 'completed' then
@@ -70,7 +76,7 @@ for i = 3, #ARGV, 6 do
       else
         redis.call('HSET', jk, 'status', 'completed', 'completed_at', now)
       end
-      finished(jk, id, r.user)
+      finished(jk, id, r[6] or nil)
     elseif action == 'retry' then
       redis.call('HSET', jk, 'status', 'retrying', 'error', a)
       cw_append_history(jk, b)
@@ -82,7 +88,7 @@ for i = 3, #ARGV, 6 do
       cw_call(KEYS[4], 'zset', now, 'ZADD', KEYS[4], now, id)
     elseif action == 'cancelled' then
       redis.call('HSET', jk, 'status', 'cancelled', 'error', a, 'completed_at', now)
-      finished(jk, id, r.user)
+      finished(jk, id, r[6] or nil)
     elseif action == 'snooze' then
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'status', 'pending')
@@ -91,7 +97,7 @@ for i = 3, #ARGV, 6 do
     else -- requeue
       redis.call('HINCRBY', jk, 'attempt', -1)
       redis.call('HSET', jk, 'status', 'pending')
-      local list = KEYS[7] .. r.priority
+      local list = KEYS[7] .. r[2]
       cw_call(list, 'list', now, 'LPUSH', list, id)
       pushed = true
     end

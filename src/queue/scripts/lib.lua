@@ -12,9 +12,10 @@ local CW_STATUSES = { pending = true, running = true, retrying = true, completed
   failed = true, cancelled = true }
 -- Statuses whose job still moves through the queue: its record must be complete.
 local CW_ACTIVE = { pending = true, running = true, retrying = true }
+-- Fields read of a record a script may move: status, priority and the counters come first, at
+-- these positions, in every read (cw_why checks them); the hot paths read only what they use.
 local CW_FIELDS = { 'status', 'priority', 'fence', 'attempt', 'max_attempts', 'enqueued_at',
   'run_at', 'cancel', 'owner', 'user' }
-
 local function cw_type(key)
   return redis.call('TYPE', key)['ok']
 end
@@ -70,43 +71,52 @@ end
 -- A counter the scripts may add to: a whole number of at most 14 digits (exact in Lua's doubles,
 -- written back by Redis's %.14g without an exponent, and far from HINCRBY's overflow).
 local function cw_count(v)
-  return v == nil or string.match(v, '^%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?$') ~= nil
+  return v == nil or (#v > 0 and #v <= 14 and not string.find(v, '%D'))
 end
 
--- Read a job record. Returns the record's fields (a table; absent fields are nil) or nil and
--- why not: 'missing' when there is no record, otherwise what is malformed, naming the field and
--- its value. A record whose job still moves (pending, running, retrying) needs a known priority
--- and whole-number counters (and its payload, when `payload` is 'read', which returns it as
--- r.payload, or 'check'); a finished one only a known status.
-local function cw_read(jk, payload)
-  local fields = CW_FIELDS
-  if payload == 'read' then fields = { 'payload', unpack(CW_FIELDS) } end
-  local v = redis.pcall('HMGET', jk, unpack(fields))
-  if type(v) == 'table' and v['err'] then
-    return nil, 'job record is a ' .. cw_type(jk) .. ', not a hash'
+-- Why a record is unusable, from its HMGET reply `v` (status, priority, then the first
+-- `counters` (default 3) of fence, attempt, max_attempts at v[3] ..; a pcall reply, so an error
+-- table means the key is not a hash):
+-- 'missing' when there is no record, otherwise what is malformed, naming the field and its
+-- value; nil when it is fine. A record whose job still moves (pending, running, retrying) needs
+-- a known priority and whole-number counters; a finished one only a known status. Positional
+-- on purpose: this runs for every job a fetch or finish touches.
+local function cw_why(jk, v, counters)
+  if v['err'] then return 'job record is a ' .. cw_type(jk) .. ', not a hash' end
+  local status = v[1]
+  if not status then
+    if redis.call('EXISTS', jk) == 0 then return 'missing' end
+    return 'job record has no status'
   end
-  local r = {}
-  local any = false
-  for i, f in ipairs(fields) do
-    if v[i] then
-      r[f] = v[i]
-      any = true
+  if not CW_ACTIVE[status] then
+    if CW_STATUSES[status] then return nil end
+    return 'status ' .. cw_shown(status) .. ' is not a job status'
+  end
+  if not v[2] then return 'job record has no priority' end
+  if not CW_PRIORITIES[v[2]] then
+    return 'priority ' .. cw_shown(v[2]) .. ' is not one of critical, high, normal, low'
+  end
+  for i = 1, counters or 3 do
+    local c = v[i + 2] or nil
+    if not cw_count(c) then
+      return CW_FIELDS[i + 2] .. ' ' .. cw_shown(c) .. ' is not a whole number'
     end
   end
-  if not any and redis.call('EXISTS', jk) == 0 then return nil, 'missing' end
-  if r.status == nil then return nil, 'job record has no status' end
-  if not CW_STATUSES[r.status] then return nil, 'status ' .. cw_shown(r.status) .. ' is not a job status' end
-  if not CW_ACTIVE[r.status] then return r end
-  if r.priority == nil then return nil, 'job record has no priority' end
-  if not CW_PRIORITIES[r.priority] then
-    return nil, 'priority ' .. cw_shown(r.priority) .. ' is not one of critical, high, normal, low'
-  end
-  for _, f in ipairs({ 'fence', 'attempt', 'max_attempts' }) do
-    if not cw_count(r[f]) then return nil, f .. ' ' .. cw_shown(r[f]) .. ' is not a whole number' end
-  end
-  if (payload == 'read' and r.payload == nil)
-      or (payload == 'check' and redis.call('HEXISTS', jk, 'payload') == 0) then
+  return nil
+end
+
+-- Read a whole job record (CW_FIELDS) into a table, or nil and why not (see cw_why); with
+-- `payload` = 'check' a moving record must also have its payload.
+local function cw_read(jk, payload)
+  local v = redis.pcall('HMGET', jk, unpack(CW_FIELDS))
+  local why = cw_why(jk, v)
+  if why then return nil, why end
+  if payload == 'check' and CW_ACTIVE[v[1]] and redis.call('HEXISTS', jk, 'payload') == 0 then
     return nil, 'job record has no payload'
+  end
+  local r = {}
+  for i = 1, #CW_FIELDS do
+    if v[i] then r[CW_FIELDS[i]] = v[i] end
   end
   return r
 end
