@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-// ---- issue 16, payload limits (h16-limits) ----
 mod limits;
 pub use limits::{KindLimits, LimitsSettings};
 // ---- end payload limits ----
@@ -83,16 +82,13 @@ pub struct Settings {
     pub event_log_len: u64,
     /// `[api]`: the producers' HTTP API, the event stream and the dashboard.
     pub api: ApiSettings,
-    // --- issue 16, HTTP server limits (begin) ---
     /// `[http]`: the HTTP server's limits, readiness checks and dashboard sessions.
     pub http: HttpSettings,
-    // --- issue 16, HTTP server limits (end) ---
     /// `[limits]`: job size limits (per field and whole, per kind) and the scheduling horizon,
     /// checked at every enqueue (`config/limits.rs`).
     pub limits: LimitsSettings,
 }
 
-// --- issue 16, HTTP server limits (begin) ---
 /// `[http]`: limits of the HTTP server (every listener: `/metrics`, health, API, dashboard),
 /// its readiness checks and the dashboard's sessions.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -182,7 +178,6 @@ impl HttpSettings {
         }
     }
 }
-// --- issue 16, HTTP server limits (end) ---
 
 /// `[api]`: `/api/v1` and `/dashboard`, served on `http_addr` beside `/metrics`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

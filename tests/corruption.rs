@@ -26,8 +26,8 @@ enum Bad {
     BogusPriority,
     NoPriority,
     NoPayload,
-    BadStatus,
-    BadFence,
+    WeirdStatus,
+    TextFence,
     /// A counter too large to add to (HINCRBY would overflow, Lua would lose digits).
     HugeAttempt,
     NoStatus,
@@ -41,8 +41,8 @@ impl Bad {
             Bad::BogusPriority => "priority 'bogus' is not one of",
             Bad::NoPriority => "no priority",
             Bad::NoPayload => "no payload",
-            Bad::BadStatus => "status 'weird' is not a job status",
-            Bad::BadFence => "fence 'x1' is not a whole number",
+            Bad::WeirdStatus => "status 'weird' is not a job status",
+            Bad::TextFence => "fence 'x1' is not a whole number",
             Bad::HugeAttempt => "attempt '99999999999999999999' is not a whole number",
             Bad::NoStatus => "no status",
         }
@@ -118,10 +118,10 @@ impl Case {
             Bad::NoPayload => {
                 self.cmd(&["HDEL", &k, "payload"]).await;
             }
-            Bad::BadStatus => {
+            Bad::WeirdStatus => {
                 self.cmd(&["HSET", &k, "status", "weird"]).await;
             }
-            Bad::BadFence => {
+            Bad::TextFence => {
                 self.cmd(&["HSET", &k, "fence", "x1"]).await;
             }
             Bad::HugeAttempt => {
@@ -315,8 +315,8 @@ async fn fetch_sets_aside_wrong_types_and_dead_letters_bad_records_around_good_j
         Bad::BogusPriority,
         Bad::NoPriority,
         Bad::NoPayload,
-        Bad::BadStatus,
-        Bad::BadFence,
+        Bad::WeirdStatus,
+        Bad::TextFence,
         Bad::HugeAttempt,
         Bad::NoStatus,
     ] {
@@ -377,10 +377,10 @@ async fn finish_dead_letters_records_broken_while_they_ran() {
     let (h, mut c) = case().await;
     c.good(4, Priority::Normal).await;
     let broken: Vec<String> = vec![
-        c.bad(Bad::BadFence).await,
-        c.bad(Bad::BadFence).await,
-        c.bad(Bad::BadFence).await,
-        c.bad(Bad::BadFence).await,
+        c.bad(Bad::TextFence).await,
+        c.bad(Bad::TextFence).await,
+        c.bad(Bad::TextFence).await,
+        c.bad(Bad::TextFence).await,
     ];
     // Clean them again so the fetch claims them, then break each while it "runs".
     for id in &broken {
@@ -425,9 +425,9 @@ async fn heartbeat_and_rescue_hand_back_good_jobs_and_dead_letter_bad_ones() {
     let (h, mut c) = case().await;
     c.good(3, Priority::Normal).await;
     let ids = [
-        c.bad(Bad::BadFence).await,
-        c.bad(Bad::BadFence).await,
-        c.bad(Bad::BadFence).await,
+        c.bad(Bad::TextFence).await,
+        c.bad(Bad::TextFence).await,
+        c.bad(Bad::TextFence).await,
     ];
     for id in &ids {
         c.cmd(&["HSET", &c.q.keys().job(id), "fence", "0"]).await;
@@ -441,7 +441,7 @@ async fn heartbeat_and_rescue_hand_back_good_jobs_and_dead_letter_bad_ones() {
     assert_eq!(claimed.len(), 6);
     for (id, bad) in ids
         .iter()
-        .zip([Bad::Str, Bad::BogusPriority, Bad::BadStatus])
+        .zip([Bad::Str, Bad::BogusPriority, Bad::WeirdStatus])
     {
         c.corrupt(id, bad).await;
     }
@@ -630,7 +630,7 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
         Bad::List,
         Bad::BogusPriority,
         Bad::NoPayload,
-        Bad::BadStatus,
+        Bad::WeirdStatus,
     ] {
         let id = c.bad(bad).await;
         c.cmd(&["LREM", &k.ready(Priority::Normal), "0", &id]).await;
