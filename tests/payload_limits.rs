@@ -61,8 +61,9 @@ async fn spawn(prefix: &str) -> Api {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_until(Duration::from_secs(20), "the API to answer", || {
-        let (c, url) = (http.clone(), format!("{base}/healthz"));
-        async move { c.get(url).send().await.is_ok() }
+        // /healthz answers before Redis does (and the API with 503): wait until ready.
+        let (c, url) = (http.clone(), format!("{base}/readyz"));
+        async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
     Api {

@@ -1,6 +1,7 @@
 //! Records whose bytes are not UTF-8 (a dead letter whose payload is raw bytes, a field written by
 //! a foreign tool) and job keys that are not hashes are shown, lossily and marked, by every
-//! reader: `dead list`, `jobs show`, the API's listing and show, and the queue's own readers.
+//! reader: `dead list`, `jobs show`, the API's listing and show, the dashboard's dead letters and
+//! job page, and the queue's own readers.
 #[path = "common/api.rs"]
 mod api;
 mod common;
@@ -145,6 +146,42 @@ async fn the_cli_and_the_api_show_them() {
             .contains("shown lossily"),
         "{body}"
     );
+    // The dashboard's dead letters and job page, logged in as the admin.
+    let d = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = d
+        .post(format!("{}/dashboard/login", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={}", api::key("admin")))
+        .send()
+        .await
+        .unwrap();
+    let session = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for path in [
+        "/dashboard/dead".to_string(),
+        format!("/dashboard/jobs/{raw}"),
+    ] {
+        let r = d
+            .get(format!("{}{path}", server.base))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains(&raw) && page.contains("shown lossily"),
+            "{path}: {page}"
+        );
+    }
     // `queues sweep` runs one consistency pass: the string key becomes a record saying so.
     let swept = cli(&["queues", "sweep", Q]);
     assert!(swept.contains("dead-lettered 1"), "{swept}");

@@ -68,8 +68,9 @@ async fn spawn(prefix: &str, dir: &std::path::Path, api_port: Option<u16>) -> Ap
     let c = reqwest::Client::new();
     wait_until(Duration::from_secs(20), "the API to answer", || {
         let c = c.clone();
-        let url = format!("{base}/healthz");
-        async move { c.get(url).send().await.is_ok() }
+        // /healthz answers before Redis does (and the API with 503): wait until ready.
+        let url = format!("{base}/readyz");
+        async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
     Api { child, base }
