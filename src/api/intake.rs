@@ -39,7 +39,18 @@ pub async fn guard(State(s): State<ApiState>, req: Request, next: Next) -> Respo
         if let Err(p) = s.caller(headers) {
             return refuse(p);
         }
-        s.max_body
+        // Only the batch route carries more than one job: every other one is refused by its
+        // announced length before a byte is read (a client waiting on `Expect: 100-continue`
+        // gets its 413 at once), and read at most to the largest job.
+        if req.uri().path().starts_with("/api/v1/jobs/batch") {
+            s.max_body
+        } else {
+            if let Err(p) = super::jobs::submit::check_length(&s, headers) {
+                return refuse(p);
+            }
+            s.max_body
+                .min(super::jobs::submit::single_job_body_limit(&s))
+        }
     } else {
         DASHBOARD_FORM_MAX
     };

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-mod submit;
+pub(crate) mod submit;
 use submit::{build_job, check_length, idempotency_key, queue_problem, read_body, rfc3339, submit};
 
 /// Chatter's priorities: critical before high before normal before low, FIFO within one.

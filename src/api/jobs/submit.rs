@@ -62,9 +62,14 @@ pub(super) async fn read_body(
         .map_err(|_| body_too_large(limit))
 }
 
+/// The most a request that carries at most one job may send: the largest job plus framing.
+pub(crate) fn single_job_body_limit(s: &ApiState) -> usize {
+    (s.options.limits.largest_job_bytes() as usize).saturating_add(BODY_SLACK)
+}
+
 /// A body refused by its announced length, before reading it.
-pub(super) fn check_length(s: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
-    let limit = (s.options.limits.largest_job_bytes() as usize).saturating_add(BODY_SLACK);
+pub(crate) fn check_length(s: &ApiState, headers: &HeaderMap) -> ApiResult<()> {
+    let limit = single_job_body_limit(s);
     let announced = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
