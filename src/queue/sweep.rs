@@ -50,14 +50,7 @@ impl RedisQueue {
         let jobs = self.keys.job_prefix();
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(STEP)
-                .query_async(&mut conn)
-                .await?;
+            let (next, keys) = scan_step(&mut conn, cursor, &pattern, STEP).await?;
             // A key that is not UTF-8 cannot be a job id this code wrote; SCAN may repeat keys.
             let ids: Vec<String> = keys
                 .into_iter()
@@ -171,14 +164,7 @@ impl RedisQueue {
         let mut cursor: u64 = 0;
         let mut n = 0;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
+            let (next, keys) = scan_step(&mut conn, cursor, &pattern, 1000).await?;
             n += keys.len() as u64;
             cursor = next;
             if cursor == 0 {
@@ -186,4 +172,22 @@ impl RedisQueue {
             }
         }
     }
+}
+
+/// One SCAN step over the keys matching `pattern`: the next cursor (0 = done) and the keys, as
+/// bytes (a key need not be UTF-8).
+async fn scan_step(
+    conn: &mut redis::aio::ConnectionManager,
+    cursor: u64,
+    pattern: &str,
+    count: usize,
+) -> Result<(u64, Vec<Vec<u8>>)> {
+    Ok(redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?)
 }
