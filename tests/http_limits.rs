@@ -30,31 +30,9 @@ async fn spawn(name: &str, api: &str, http: &str) -> Server {
     let mut text = format!(
         "prefix = \"{prefix}\"\nhttp_addr = \"127.0.0.1:{port}\"\n[http]\n{http}\n[api]\njwt_secret = \"{SECRET}\"\n{api}\n"
     );
-    for (who, admin) in [("admin", true), ("u1", false)] {
-        let h = chatter_worker::api::auth::hash_key(&key(who));
-        text += &format!(
-            "[[api.keys]]\nname = \"{who}\"\nsha256 = \"{h}\"\nuser = \"{who}\"\nadmin = {admin}\n"
-        );
-    }
-    std::fs::write(&cfg, text).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
-        .arg("--config")
-        .arg(&cfg)
-        .args(["run", "--queues", "maintenance"])
-        .env("REDIS_URL", redis_url())
-        .env_remove("DATABASE_URL")
-        .env("CW_NO_SCHEDULER", "true")
-        .env("RUST_LOG", "error")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chatter-worker");
+    text += &api_kit::keys_toml(&[("admin", true), ("u1", false)], key);
+    let child = api_kit::start_worker(&cfg, &text, port, "error").await;
     let addr = format!("127.0.0.1:{port}");
-    let c = reqwest::Client::new();
-    wait_until(Duration::from_secs(20), "the API to answer", || {
-        let (c, url) = (c.clone(), format!("http://{addr}/api/v1/openapi.json"));
-        async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await;
     Server {
         child,
         addr,

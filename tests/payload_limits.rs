@@ -5,6 +5,8 @@
 //! per-kind override works; the serving worker's RSS is read before and after the oversized
 //! attempts and printed (a generous bound only). Also: `schedule_at` beyond the horizon, an empty
 //! `name`, and 403 before 422 for a kind the caller may not enqueue.
+#[path = "common/api.rs"]
+mod api_kit;
 mod common;
 
 use chatter_worker::jobs::{JobBuilder, LimitError};
@@ -40,32 +42,10 @@ async fn spawn(prefix: &str) -> Api {
          [limits.kinds.ping]\nmax_metadata_mb = 3\n\
          [api]\nmax_batch = 10\nuser_kinds = [\"run_workflow\", \"ping\", \"sleep\"]\n"
     );
-    for (name, admin) in [("admin", true), ("u1", false)] {
-        let h = chatter_worker::api::auth::hash_key(&key(name));
-        text += &format!(
-            "[[api.keys]]\nname = \"{name}\"\nsha256 = \"{h}\"\nuser = \"{name}\"\nadmin = {admin}\n"
-        );
-    }
-    std::fs::write(&config, text).unwrap();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
-        .arg("--config")
-        .arg(&config)
-        .args(["run", "--queues", "maintenance"])
-        .env("REDIS_URL", redis_url())
-        .env_remove("DATABASE_URL")
-        .env("CW_NO_SCHEDULER", "true")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn chatter-worker");
+    text += &api_kit::keys_toml(&[("admin", true), ("u1", false)], key);
+    let child = api_kit::start_worker(&config, &text, port, "warn").await;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    wait_until(Duration::from_secs(20), "the API to answer", || {
-        // /healthz answers before Redis does (and the API with 503): wait until ready.
-        let (c, url) = (http.clone(), format!("{base}/readyz"));
-        async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
-    })
-    .await;
     Api {
         child,
         base,
@@ -161,17 +141,7 @@ async fn announce(addr: &str, token: &str, len: u64) -> (u16, String) {
         .await
         .expect("an answer without the body")
         .unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    common::parse_response(&buf)
 }
 
 async fn ready(q: &chatter_worker::queue::RedisQueue) -> u64 {

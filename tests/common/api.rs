@@ -46,34 +46,56 @@ async fn spawn(prefix: &str, dir: &std::path::Path, api_port: Option<u16>) -> Ap
     let mut text = format!(
         "prefix = \"{prefix}\"\nhttp_addr = \"127.0.0.1:{port}\"\n[api]\n{addr}jwt_secret = \"{SECRET}\"\nmax_batch = 5\nkeepalive_secs = 1\nuser_kinds = [\"chunk_document\", \"run_workflow\", \"ping\", \"sleep\"]\n"
     );
-    for (name, admin) in [("admin", true), ("u1", false), ("u2", false)] {
-        let h = chatter_worker::api::auth::hash_key(&key(name));
-        text += &format!(
-            "[[api.keys]]\nname = \"{name}\"\nsha256 = \"{h}\"\nuser = \"{name}\"\nadmin = {admin}\n"
-        );
+    text += &keys_toml(&[("admin", true), ("u1", false), ("u2", false)], key);
+    let child = start_worker(&cfg, &text, port, "warn").await;
+    Api {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
     }
-    std::fs::write(&cfg, text).unwrap();
+}
+
+/// `[[api.keys]]` entries for `users` (name, admin), each with the key `key_of(name)`.
+pub fn keys_toml(users: &[(&str, bool)], key_of: impl Fn(&str) -> String) -> String {
+    users
+        .iter()
+        .map(|(name, admin)| {
+            let h = chatter_worker::api::auth::hash_key(&key_of(name));
+            format!(
+                "[[api.keys]]\nname = \"{name}\"\nsha256 = \"{h}\"\nuser = \"{name}\"\nadmin = {admin}\n"
+            )
+        })
+        .collect()
+}
+
+/// Write `text` to `cfg` and start `chatter-worker --config cfg run --queues maintenance`
+/// (its `http_addr` on `port`); returns once `/readyz` is 200 (`/healthz` answers before Redis
+/// does, and the API with 503 until then).
+pub async fn start_worker(
+    cfg: &std::path::Path,
+    text: &str,
+    port: u16,
+    log: &str,
+) -> tokio::process::Child {
+    std::fs::write(cfg, text).unwrap();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
         .arg("--config")
-        .arg(&cfg)
+        .arg(cfg)
         .args(["run", "--queues", "maintenance"])
         .env("REDIS_URL", redis_url())
         .env_remove("DATABASE_URL")
         .env("CW_NO_SCHEDULER", "true")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", log)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn chatter-worker");
-    let base = format!("http://127.0.0.1:{port}");
     let c = reqwest::Client::new();
     wait_until(Duration::from_secs(20), "the API to answer", || {
+        let url = format!("http://127.0.0.1:{port}/readyz");
         let c = c.clone();
-        // /healthz answers before Redis does (and the API with 503): wait until ready.
-        let url = format!("{base}/readyz");
         async move { c.get(url).send().await.is_ok_and(|r| r.status() == 200) }
     })
     .await;
-    Api { child, base }
+    child
 }
 
 pub fn tmpdir(name: &str) -> std::path::PathBuf {

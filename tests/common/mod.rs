@@ -193,7 +193,12 @@ pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> 
         .await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
+    Ok(parse_response(&buf))
+}
+
+/// A raw HTTP response's status code (0 when there is none) and body.
+pub fn parse_response(buf: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(buf);
     let status = text
         .split_whitespace()
         .nth(1)
@@ -203,5 +208,5 @@ pub async fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> 
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    Ok((status, body))
+    (status, body)
 }
