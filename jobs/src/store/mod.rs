@@ -69,34 +69,35 @@ impl StoreError {
     }
 }
 
+/// The pool settings both ways of connecting share, and the parsed URL (its error redacted).
+fn pool_options(url: &str, max_connections: u32) -> Result<(PgPoolOptions, PgConnectOptions)> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
+        url: redact(url),
+        message: e.to_string(),
+    })?;
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(10));
+    Ok((pool, options))
+}
+
 impl Store {
     /// Connect, opening the first connection now so a wrong URL fails at start. A URL parameter
     /// `options=-csearch_path%3DNAME` selects a schema (tests use one per test).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
-            url: redact(url),
-            message: e.to_string(),
-        })?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
+        let (pool, options) = pool_options(url, max_connections)?;
+        Ok(Self {
+            pool: pool.connect_with(options).await?,
+        })
     }
 
     /// A pool that connects on first use: the process starts while PostgreSQL is down (its
     /// readiness says so, jobs needing it retry).
     pub fn connect_lazy(url: &str, max_connections: u32) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::Url {
-            url: redact(url),
-            message: e.to_string(),
-        })?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options);
-        Ok(Self { pool })
+        let (pool, options) = pool_options(url, max_connections)?;
+        Ok(Self {
+            pool: pool.connect_lazy_with(options),
+        })
     }
 
     /// One round trip (readiness checks).
