@@ -9,6 +9,7 @@ pub use chatter_jobs as jobs;
 
 #[cfg(feature = "worker")]
 pub mod api;
+pub mod backend;
 #[cfg(feature = "worker")]
 pub mod bench;
 #[cfg(feature = "worker")]

@@ -28,7 +28,7 @@ async fn statuses(q: &RedisQueue, jobs: &[Job]) -> Vec<String> {
             q.show(&j.id)
                 .await
                 .unwrap()
-                .map(|r| r.status)
+                .map(|r| r.status.to_string())
                 .unwrap_or_else(|| "missing".into()),
         );
     }

@@ -142,7 +142,8 @@ impl Kit {
     async fn wait(&self, id: &str) -> (String, Value) {
         let final_status = || async {
             let r = self.wq.show(id).await.unwrap().unwrap();
-            matches!(r.status.as_str(), "completed" | "failed" | "cancelled").then_some(r.status)
+            matches!(r.status.as_str(), "completed" | "failed" | "cancelled")
+                .then_some(r.status.to_string())
         };
         wait_until(LIMIT, "the run to end", || async {
             final_status().await.is_some()

@@ -237,11 +237,11 @@ fn job_rows(jobs: &[JobRecord]) -> String {
              <td>{}</td><td>{}</td><td>{st}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(r.queue.as_str()),
             esc(r.function_name.as_deref().unwrap_or("?")),
-            esc(&r.priority),
+            esc(r.priority.as_str()),
             r.created_at.map(|t| t.rfc3339()).unwrap_or_default(),
             r.attempt,
             esc(r.owner.as_deref().unwrap_or("")),
-            st = esc(&r.status),
+            st = esc(r.status.as_str()),
         );
     }
     rows
@@ -280,7 +280,7 @@ async fn jobs(
     let mut found: Vec<JobRecord> = scanned
         .into_iter()
         .filter(|r| {
-            p.get("status").is_none_or(|st| *st == r.status)
+            p.get("status").is_none_or(|st| r.status == st.as_str())
                 && search.as_ref().is_none_or(|s| {
                     r.id.to_lowercase().contains(s)
                         || r.name.as_deref().unwrap_or("").to_lowercase().contains(s)

@@ -155,8 +155,8 @@ impl JobView {
             queue: r.queue,
             args: job.as_ref().map(|j| j.args.clone()).unwrap_or_default(),
             kwargs: job.as_ref().map(|j| j.kwargs.clone()).unwrap_or_default(),
-            priority: r.priority,
-            status: r.status,
+            priority: r.priority.to_string(),
+            status: r.status.to_string(),
             created_at: ts(r.created_at),
             scheduled_at: ts(r.scheduled_at),
             started_at: ts(r.started_at),
@@ -475,8 +475,11 @@ impl Filters {
 
     fn matches(&self, r: &JobRecord) -> bool {
         let tags: &[String] = r.job.as_ref().map(|j| j.tags.as_slice()).unwrap_or(&[]);
-        self.status.as_ref().is_none_or(|s| *s == r.status)
-            && self.priority.as_ref().is_none_or(|p| *p == r.priority)
+        self.status.as_ref().is_none_or(|s| r.status == s.as_str())
+            && self
+                .priority
+                .as_ref()
+                .is_none_or(|p| r.priority == p.as_str())
             && self
                 .function_name
                 .as_ref()
@@ -507,11 +510,13 @@ fn sort_key(r: &JobRecord, by: &str) -> (String, u64) {
         "started_at" => (String::new(), t(r.started_at)),
         "completed_at" => (String::new(), t(r.completed_at)),
         "priority" => {
-            let p = r.priority.parse::<Priority>().unwrap_or_default();
-            let rank = Priority::ALL.iter().position(|x| *x == p).unwrap_or(2);
+            let rank = Priority::ALL
+                .iter()
+                .position(|x| *x == r.priority)
+                .unwrap_or(2);
             (String::new(), 3 - rank as u64)
         }
-        "status" => (r.status.clone(), 0),
+        "status" => (r.status.to_string(), 0),
         "name" => (r.name.clone().unwrap_or_default(), 0),
         "function_name" => (r.function_name.clone().unwrap_or_default(), 0),
         _ => (String::new(), t(r.created_at)),

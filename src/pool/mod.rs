@@ -1,13 +1,13 @@
 //! One worker pool per queue: claims jobs, runs them through an apalis worker, records outcomes.
 //!
 //! [`run`] starts the pool's loops (fetch, finish, heartbeat on a thread of its own, cancel
-//! listener, progress) and an apalis worker over [`RedisBackend`]. On shutdown it stops fetching,
+//! listener, progress) and an apalis worker over [`ClaimedTasks`]. On shutdown it stops fetching,
 //! lets running jobs finish until the deadline, hands back whatever has not ended, flushes the
 //! finishes, and returns a report. Every loop survives Redis outages with capped backoff.
 mod loops;
 pub mod shared;
+mod tasks;
 
-use crate::queue::backend::{Dispatch, RedisBackend};
 use crate::queue::{self, RedisQueue};
 use crate::retry::RetryPolicy;
 use apalis::layers::WorkerBuilderExt;
@@ -17,6 +17,7 @@ use shared::Shared;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tasks::{ClaimedTasks, Dispatch};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -138,7 +139,7 @@ pub async fn run(
     let heartbeat = loops::spawn_heartbeat(shared.clone(), redis_url, background.clone());
 
     let apalis_worker = WorkerBuilder::new(worker.as_str())
-        .backend(RedisBackend {
+        .backend(ClaimedTasks {
             rx: task_rx,
             shared: shared.clone(),
         })

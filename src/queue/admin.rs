@@ -1,46 +1,11 @@
 //! Operators' and producers' view of jobs: show one, cancel, list and replay or purge dead letters,
 //! pause and resume a queue. Every change goes through an atomic script or a single command.
 use super::{RedisQueue, Result, int, now_ms, scripts, text};
-use chatter_jobs::{Job, Timestamp};
+use crate::backend::model::*;
+use chatter_jobs::{Job, Priority, Status, Timestamp};
 use redis::Value;
-use serde::Serialize;
 use serde_json::Value as Json;
 use std::collections::HashMap;
-
-/// A job as Chatter shows it: the envelope's fields plus its state.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct JobRecord {
-    pub id: String,
-    pub queue: String,
-    pub name: Option<String>,
-    pub function_name: Option<String>,
-    pub status: String,
-    pub priority: String,
-    pub created_at: Option<Timestamp>,
-    pub scheduled_at: Option<Timestamp>,
-    pub started_at: Option<Timestamp>,
-    pub completed_at: Option<Timestamp>,
-    pub error_message: Option<String>,
-    /// Failed attempts so far (Chatter's `retry_count`).
-    pub retry_count: u32,
-    pub max_retries: u32,
-    pub attempt: u32,
-    pub fence: u64,
-    pub result: Option<Json>,
-    pub progress: u8,
-    pub progress_message: Option<String>,
-    pub worker: Option<String>,
-    /// The user the job belongs to (`created_by_user_id`).
-    pub owner: Option<String>,
-    pub history: Json,
-    /// The stored envelope; `null` with `payload_error` set when it does not decode.
-    pub job: Option<Job>,
-    pub payload_error: Option<String>,
-    pub raw_payload: Option<String>,
-    /// Fields whose bytes were not UTF-8, shown lossily (U+FFFD for what could not be read).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub lossy_fields: Vec<String>,
-}
 
 /// A job key as HGETALL found it.
 pub(crate) enum RawHash {
@@ -92,18 +57,6 @@ fn lossy_text(v: Value) -> (String, bool) {
         },
         other => (text(other), true),
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CancelResult {
-    /// It had not started: it will never run.
-    Cancelled,
-    /// It is running: its worker was signalled and it ends `cancelled` at its next await.
-    Cancelling,
-    NotFound,
-    /// It already ended with this status.
-    AlreadyFinished(String),
 }
 
 fn ts(h: &HashMap<String, String>, f: &str) -> Option<Timestamp> {
@@ -239,12 +192,27 @@ impl RedisQueue {
             .and_then(|s| serde_json::from_str(s).ok())
             .unwrap_or(Json::Array(vec![]));
         let failures = history.as_array().map(|a| a.len()).unwrap_or(0) as u32;
-        let status = h.get("status").cloned().unwrap_or_default();
         lossy.sort();
-        let mut error_message = h.get("error").filter(|e| !e.is_empty()).cloned();
+        let mut marks = Vec::new();
         if !lossy.is_empty() {
+            marks.push(format!("[not UTF-8, shown lossily: {}]", lossy.join(", ")));
+        }
+        // A record the queue never wrote (a hand edit, a foreign producer) is shown as failed
+        // with what was found; the next fetch or sweep dead-letters it with the same reason.
+        let raw_status = h.get("status").map(String::as_str).unwrap_or("");
+        let status = raw_status.parse::<Status>().unwrap_or_else(|_| {
+            marks.push(format!("[status unreadable: {raw_status:?}]"));
+            Status::Failed
+        });
+        let raw_priority = h.get("priority").map(String::as_str).unwrap_or("");
+        let priority = raw_priority.parse::<Priority>().unwrap_or_else(|_| {
+            marks.push(format!("[priority unreadable: {raw_priority:?}]"));
+            Priority::Normal
+        });
+        let mut error_message = h.get("error").filter(|e| !e.is_empty()).cloned();
+        if !marks.is_empty() {
             // Marked where every reader sees it: the API, the CLI and the dashboard.
-            let mark = format!("[not UTF-8, shown lossily: {}]", lossy.join(", "));
+            let mark = marks.join(" ");
             error_message = Some(match error_message {
                 Some(e) => format!("{e} {mark}"),
                 None => mark,
@@ -255,7 +223,7 @@ impl RedisQueue {
             queue: self.name().to_string(),
             name: job.as_ref().map(|j| j.name.clone()),
             function_name: job.as_ref().map(|j| j.function_name.clone()),
-            priority: h.get("priority").cloned().unwrap_or_default(),
+            priority,
             created_at: job.as_ref().map(|j| j.created_at),
             scheduled_at: job.as_ref().and_then(|j| j.scheduled_at),
             started_at: ts(&h, "started_at"),

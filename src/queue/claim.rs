@@ -4,6 +4,7 @@
 //! they were given and change nothing when it is no longer current (the job was rescued and
 //! handed to someone else). Such refusals are returned as counts for the stale-ack metric.
 use super::{RedisQueue, Result, array, int, now_ms, scripts, text};
+use crate::backend::model::*;
 use redis::Value;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
@@ -14,75 +15,6 @@ pub const MAX_FETCH: usize = 500;
 const PROMOTE_PER_FETCH: usize = 1000;
 /// Entries per finish call.
 const FINISH_CHUNK: usize = 500;
-
-/// A job claimed by this worker: its raw payload (decoded by the caller) and its claim.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    pub id: String,
-    pub payload: Vec<u8>,
-    pub fence: u64,
-    pub attempt: u32,
-    /// When the job became runnable (enqueue or run-at), ms: the start of its wait.
-    pub due_ms: u64,
-}
-
-#[derive(Debug, Default)]
-pub struct FetchResult {
-    pub jobs: Vec<Claimed>,
-    pub paused: bool,
-    /// When nothing was claimed: the run-at of the earliest scheduled or retrying job.
-    pub next_due_ms: Option<u64>,
-    /// Ready-list entries that were not job ids, dead-lettered by the fetch.
-    pub orphans: u64,
-}
-
-/// How a claimed job ended (the queue's side of an `Outcome`).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Finish {
-    Completed {
-        result: Option<String>,
-    },
-    Retry {
-        error: String,
-        history: String,
-        run_at_ms: u64,
-    },
-    Dead {
-        error: String,
-        history: String,
-    },
-    Cancelled {
-        reason: String,
-    },
-    Snooze {
-        run_at_ms: u64,
-    },
-    /// Handed back unfinished (shutdown); the attempt is not counted.
-    Requeue,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct FinishEntry {
-    pub id: String,
-    pub fence: u64,
-    pub finish: Finish,
-}
-
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FinishReport {
-    pub applied: u64,
-    pub stale: u64,
-    /// The ids of the stale entries.
-    pub stale_ids: Vec<String>,
-}
-
-#[derive(Debug, Default, PartialEq)]
-pub struct HeartbeatReport {
-    /// Claims (id, fence) this worker no longer holds (rescued elsewhere): stop them.
-    pub lost: Vec<(String, u64)>,
-    /// Jobs whose cancellation was requested: trip their tokens.
-    pub cancel: Vec<String>,
-}
 
 /// One attempt's entry in a job's history (JSON object).
 pub fn history_entry(attempt: u32, error: &str, worker: &str, at_ms: u64) -> String {

@@ -4,6 +4,7 @@
 //! sent in pipelined groups, so 100k jobs take a few dozen round trips and no call blocks Redis
 //! for long. Enqueue is idempotent by job id, so a producer may resend after a lost reply.
 use super::{QueueError, RedisQueue, Result, array, int, now_ms, scripts, text};
+use crate::backend::model::*;
 use chatter_jobs::Job;
 use redis::Value;
 use redis::aio::ConnectionManager;
@@ -12,13 +13,6 @@ use redis::aio::ConnectionManager;
 const CHUNK: usize = 500;
 /// Script calls per pipelined round trip.
 const CHUNKS_PER_ROUND_TRIP: usize = 16;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Enqueued {
-    pub id: String,
-    /// False when an idempotency key (or the same id) matched an existing job.
-    pub created: bool,
-}
 
 impl RedisQueue {
     pub async fn enqueue(&self, job: &Job) -> Result<Enqueued> {

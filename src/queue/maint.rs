@@ -1,47 +1,7 @@
 //! Queue upkeep that is safe to run in every process at once: each step is one atomic script over
 //! a bounded number of entries. Used by the rescuer and retention loops and the metrics collector.
 use super::{RedisQueue, Result, array, int, now_ms, scripts};
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RescueReport {
-    /// Expired leases put back to ready.
-    pub requeued: u64,
-    /// Expired leases whose attempts were spent: dead-lettered.
-    pub dead: u64,
-    /// Expired leases of jobs whose cancellation was requested.
-    pub cancelled: u64,
-}
-
-impl RescueReport {
-    pub fn total(&self) -> u64 {
-        self.requeued + self.dead + self.cancelled
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct TrimReport {
-    pub finished_removed: u64,
-    pub dead_removed: u64,
-}
-
-/// One queue's depth per state.
-#[cfg_attr(feature = "worker", derive(utoipa::ToSchema))]
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct QueueStats {
-    pub queue: String,
-    /// Ready jobs per priority: critical, high, normal, low.
-    pub ready_by_priority: [u64; 4],
-    pub ready: u64,
-    pub scheduled: u64,
-    pub retrying: u64,
-    pub running: u64,
-    pub dead: u64,
-    pub finished: u64,
-    pub paused: bool,
-    pub workers: u64,
-    /// Age of the oldest ready job, ms (0 when none is ready).
-    pub oldest_ready_age_ms: u64,
-}
+use crate::backend::model::*;
 
 impl RedisQueue {
     /// Hand back up to `limit` jobs whose lease expired before now.

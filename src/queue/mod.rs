@@ -1,63 +1,36 @@
-//! The Redis job queue: producers enqueue into it, workers claim from it, operators inspect it.
+//! The Redis backend: every `redis::` call of the crate lives under this module.
 //!
 //! [`RedisQueue`] is a handle on one queue (its keys, a shared connection, its retention
 //! settings). Its operations are split by role: `enqueue` (producers), `claim` (a worker's fetch,
 //! finish, heartbeat, progress), `maint` (rescue, trim, stats: safe in every process) and
-//! `admin` (show, cancel, replay, purge, pause), `sweep` (the consistency pass). The apalis
-//! `Backend` lives in `backend`.
+//! `admin` (show, cancel, replay, purge, pause), `sweep` (the consistency pass). `seam` puts them
+//! behind the backend traits of `crate::backend`, and [`RedisBackend`] opens queues.
 pub mod admin;
-#[cfg(feature = "worker")]
-pub mod backend;
 pub mod claim;
 pub mod enqueue;
 pub mod keys;
 pub mod maint;
 pub mod scripts;
+pub mod seam;
 pub mod sweep;
 
-pub use admin::{CancelResult, JobRecord};
-pub use claim::{Claimed, FetchResult, Finish, FinishEntry, HeartbeatReport};
-pub use enqueue::Enqueued;
+pub use crate::backend::error::{QueueError, Result};
+pub use crate::backend::model::*;
 pub use keys::Keys;
-pub use maint::{QueueStats, RescueReport, TrimReport};
-pub use sweep::SweepReport;
+pub use seam::RedisBackend;
 
-use chatter_jobs::envelope::InvalidJob;
-use chatter_jobs::registry::UnknownKind;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Value};
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("redis: {0}")]
-    Redis(#[from] RedisError),
-    #[error(transparent)]
-    Invalid(#[from] InvalidJob),
-    #[error(transparent)]
-    UnknownKind(#[from] UnknownKind),
-    #[error("job {id} names queue {job_queue:?} but was enqueued on {queue:?}")]
-    WrongQueue {
-        id: String,
-        job_queue: String,
-        queue: String,
-    },
-    /// A job over a size limit or scheduled beyond the horizon (`chatter_jobs::limits`);
-    /// `index` is its place in the batch.
-    #[error("job {index} ({id}): {error}")]
-    Limit {
-        index: usize,
-        id: String,
-        error: chatter_jobs::LimitError,
-    },
-    #[error("unexpected reply from script {script}: {detail}")]
-    Reply {
-        script: &'static str,
-        detail: String,
-    },
+impl From<RedisError> for QueueError {
+    fn from(e: RedisError) -> Self {
+        QueueError::Backend {
+            backend: "redis",
+            source: Box::new(e),
+        }
+    }
 }
-
-pub type Result<T, E = QueueError> = std::result::Result<T, E>;
 
 /// Connect with the settings every chatter-worker connection uses: a response timeout long enough
 /// for a bounded batch script, and automatic reconnection (callers retry failed calls).
@@ -99,36 +72,6 @@ pub async fn connect_until(
                     _ = stop.cancelled() => return None,
                 }
             }
-        }
-    }
-}
-
-/// How long finished work is remembered.
-#[derive(Clone, Debug)]
-pub struct QueueOptions {
-    /// A second enqueue with the same idempotency key within this time returns the first job's id.
-    pub idempotency_ttl: Duration,
-    /// Completed and cancelled jobs keep their record this long (0 = delete at once).
-    pub finished_retention: Duration,
-    /// At most this many completed / cancelled records are kept (oldest go first).
-    pub max_finished: u64,
-    /// At most this many dead letters are kept (oldest go first).
-    pub max_dead: u64,
-    /// Job and document events kept in the event log (the SSE replay buffer); 0 = no events.
-    pub event_log_len: u64,
-    /// Size limits and scheduling horizon every enqueued job is checked against.
-    pub limits: chatter_jobs::JobLimits,
-}
-
-impl Default for QueueOptions {
-    fn default() -> Self {
-        Self {
-            idempotency_ttl: Duration::from_secs(24 * 3600),
-            finished_retention: Duration::from_secs(24 * 3600),
-            max_finished: 100_000,
-            max_dead: 1_000_000,
-            event_log_len: crate::events::DEFAULT_MAXLEN,
-            limits: chatter_jobs::JobLimits::default(),
         }
     }
 }

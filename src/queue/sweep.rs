@@ -6,6 +6,7 @@
 //! (before and after the key scan): only a pending job in neither, and in no scheduled set, is
 //! looked for in its list inside the script, and pushed when it is really absent.
 use super::{RedisQueue, Result, array, int, scripts};
+use crate::backend::model::*;
 use redis::Value;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -18,20 +19,6 @@ const STEP: usize = 200;
 const MAX_READY_SNAPSHOT: u64 = 200_000;
 /// Ready ids read per LRANGE of a snapshot.
 const SNAPSHOT_PAGE: i64 = 10_000;
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SweepReport {
-    /// Job records looked at.
-    pub checked: u64,
-    /// Records put back into the structure their status needs (ready list, lease, retry, dead,
-    /// done).
-    pub repaired: u64,
-    /// Malformed records dead-lettered with their reason.
-    pub dead_lettered: u64,
-    /// Keys of the wrong type set aside as `<p>:{q}:corrupt:*` (kept for inspection).
-    pub set_aside: u64,
-    pub ready_check_skipped: bool,
-}
 
 impl RedisQueue {
     /// Check every job record of this queue once. A running job found without a lease gets

@@ -1,6 +1,6 @@
-//! apalis meets the Redis queue here, and only here.
+//! apalis meets the pool here, and only here.
 //!
-//! [`RedisBackend`] implements apalis-core's `Backend`: it yields tasks the pool's fetcher claimed
+//! [`ClaimedTasks`] implements apalis-core's `Backend`: it yields tasks the pool's fetcher claimed
 //! and never returns an error (a Redis outage or a bad payload must not stop an apalis worker).
 //! [`OutcomeLayer`] is the backend's middleware: it enforces the job's timeout, records the start,
 //! and maps whatever the handler stack returned (an `Outcome`, a panic, a timeout) to the queue.
@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tower::{Layer, Service};
 
-pub struct RedisBackend {
+pub struct ClaimedTasks {
     pub(crate) rx: mpsc::Receiver<Task<Job>>,
     pub(crate) shared: Arc<Shared>,
 }
 
-impl Backend for RedisBackend {
+impl Backend for ClaimedTasks {
     type Task = Task<Job>;
     type Error = Infallible;
 
@@ -59,7 +59,7 @@ impl Backend for RedisBackend {
     }
 }
 
-impl BackendConfig for RedisBackend {
+impl BackendConfig for ClaimedTasks {
     type Args = Job;
     type Id = ulid::Ulid;
     type Kind = Ephemeral;
