@@ -5,7 +5,7 @@
 //! A document is keyed by (owner, sha256 of the file), and its job by an idempotency key made of
 //! the document id and that hash: ingesting the same unchanged file again registers nothing new
 //! and enqueues nothing new while the key lives.
-use crate::queue::RedisQueue;
+use crate::backend::Queue;
 use chatter_jobs::Job;
 use chatter_jobs::chunk::source::resolve_under_root;
 use chatter_jobs::kinds::documents::{ChunkDocumentArgs, chunk_job};
@@ -25,7 +25,7 @@ pub enum IngestError {
     #[error(transparent)]
     Store(#[from] chatter_jobs::store::StoreError),
     #[error(transparent)]
-    Queue(#[from] crate::queue::QueueError),
+    Queue(#[from] crate::backend::QueueError),
 }
 
 #[derive(Debug, Clone)]
@@ -108,7 +108,7 @@ fn bar(len: u64, show: bool, what: &str) -> ProgressBar {
 pub async fn ingest(
     o: &IngestOptions,
     store: &Store,
-    queue: &RedisQueue,
+    queue: &dyn Queue,
 ) -> Result<Vec<Ingested>, IngestError> {
     let root = o
         .storage_root
@@ -191,7 +191,7 @@ async fn register(
 
 /// Enqueue the gathered jobs; each entry takes its job's id (the first job's, for a repeat).
 async fn enqueue(
-    queue: &RedisQueue,
+    queue: &dyn Queue,
     jobs: &mut Vec<Job>,
     out: &mut [Ingested],
 ) -> Result<(), IngestError> {
@@ -215,7 +215,7 @@ async fn enqueue(
 async fn wait(
     o: &IngestOptions,
     store: &Store,
-    queue: &RedisQueue,
+    queue: &dyn Queue,
     out: &mut [Ingested],
     limit: Duration,
 ) -> Result<(), IngestError> {

@@ -2,9 +2,10 @@
 //!
 //! Counters and histograms are fed by pool events (`record_*`), never by job code; queue gauges
 //! are read from Redis at scrape time by [`collect`]. `/metrics` renders the process's recorder.
-use crate::queue::{self, RedisQueue};
+use crate::backend::{self, Queue};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::Arc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -237,7 +238,7 @@ pub fn register_queue(queue: &str) {
 }
 
 /// Read every queue's state from Redis into the gauges (scrape time).
-pub async fn collect(queues: &[RedisQueue]) -> queue::Result<()> {
+pub async fn collect(queues: &[Arc<dyn Queue>]) -> backend::Result<()> {
     for q in queues {
         let s = q.stats().await?;
         let name = q.name().to_string();

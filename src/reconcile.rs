@@ -3,15 +3,16 @@
 //! never runs again for them, so their `workflow_executions` row would stay `running`; this
 //! pass ends it from the job's state in Redis. Safe in every process at once (each row is
 //! closed by a conditional update).
-use crate::queue::RedisQueue;
+use crate::backend::Queue;
 use chatter_jobs::store::Store;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct Reconciler {
     pub store: Store,
     /// The `workflows` queue.
-    pub queue: RedisQueue,
+    pub queue: Arc<dyn Queue>,
     pub interval: Duration,
     /// Rows written more recently than this are left alone (their job may be running a node).
     pub idle: Duration,

@@ -3,8 +3,9 @@
 //!
 //! Every process runs it; each expired lease is taken in one atomic script, so running it
 //! everywhere at once is harmless (a lease is rescued once). Counts feed `chatter_jobs_rescued_total`.
+use crate::backend::{Queue, RescueReport, Result};
 use crate::metrics;
-use crate::queue::{RedisQueue, RescueReport, Result};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +29,7 @@ impl Default for RescuerConfig {
 
 pub struct Rescuer {
     pub config: RescuerConfig,
-    pub queues: Vec<RedisQueue>,
+    pub queues: Vec<Arc<dyn Queue>>,
 }
 
 impl Rescuer {

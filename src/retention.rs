@@ -1,6 +1,7 @@
 //! Retention: drops finished and dead records past their time or count, in bounded steps, so
 //! Redis memory stays flat after a burst. Safe in every process at once (atomic trims).
-use crate::queue::{RedisQueue, Result, TrimReport};
+use crate::backend::{Queue, Result, TrimReport};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,7 @@ impl Default for RetentionConfig {
 
 pub struct Retention {
     pub config: RetentionConfig,
-    pub queues: Vec<RedisQueue>,
+    pub queues: Vec<Arc<dyn Queue>>,
 }
 
 impl Retention {

@@ -1,11 +1,12 @@
 //! `chatter-worker run`: every configured queue's pool, the rescuer, retention and the HTTP
 //! endpoints in one process, until the shutdown token trips (SIGTERM / SIGINT in the binary).
+use crate::backend::{Backend, Queue};
 use crate::config::Settings;
 use crate::handlers::{self, HandlerError};
 use crate::http::{self, HttpState, server};
 use crate::metrics;
 use crate::pool::{self, PoolReport};
-use crate::queue::{self, Keys, RedisQueue};
+use crate::queue::{self, RedisBackend};
 use crate::reconcile::Reconciler;
 use crate::rescuer::{Rescuer, RescuerConfig};
 use crate::retention::{Retention, RetentionConfig};
@@ -96,20 +97,17 @@ pub async fn run(
         let server = tokio::spawn(server::serve(listener, rx, limits, background.clone()));
         (tx, server)
     });
-    let Some(mut conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
+    let Some(conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
+    let redis = RedisBackend::new(&settings.redis_url, &settings.prefix, conn.clone());
+    let backend: Arc<dyn Backend> = Arc::new(redis.clone());
     let store = handlers::install(&settings, &mut registry, conn.clone()).await?;
     let names = settings.queue_names(&registry);
-    let _: () = redis::cmd("SADD")
-        .arg(Keys::registry(&settings.prefix))
-        .arg(&names)
-        .query_async(&mut conn)
-        .await
-        .map_err(queue::QueueError::from)?;
-    let queues: Vec<RedisQueue> = names
+    backend.register_queues(&names).await?;
+    let queues: Vec<Arc<dyn Queue>> = names
         .iter()
-        .map(|n| RedisQueue::new(conn.clone(), &settings.prefix, n, settings.queue_options()))
+        .map(|n| backend.queue(n, settings.queue_options()))
         .collect();
     for q in &names {
         metrics::register_queue(q);
@@ -138,6 +136,7 @@ pub async fn run(
         (api, server) => (api, server.map(|(_, s)| s)),
     };
     let _ = app.send(http::router(HttpState {
+        backend: backend.clone(),
         queues: Arc::new(queues.clone()),
         handle,
         api,
@@ -169,7 +168,10 @@ pub async fn run(
                 .max()
                 .unwrap_or(crate::sweep::SweepConfig::default().lease),
         },
-        queues: queues.clone(),
+        queues: names
+            .iter()
+            .map(|n| redis.redis_queue(n, settings.queue_options()))
+            .collect(),
     };
     let sweep = tokio::spawn(sweep.run(background.clone()));
     let scheduler = (!schedules.is_empty()).then(|| {
@@ -190,12 +192,7 @@ pub async fn run(
         .map(|store| {
             let r = Reconciler {
                 store,
-                queue: RedisQueue::new(
-                    conn.clone(),
-                    &settings.prefix,
-                    queues::WORKFLOWS,
-                    settings.queue_options(),
-                ),
+                queue: backend.queue(queues::WORKFLOWS, settings.queue_options()),
                 interval: Duration::from_secs_f64(settings.retention_interval_secs),
                 idle: Duration::from_secs_f64(settings.workflows.step_timeout_secs.max(1.0) * 2.0),
             };
@@ -227,8 +224,8 @@ pub async fn run(
         .map(|q| {
             let config = settings.pool_config(q.name());
             tokio::spawn(pool::run(
+                backend.clone(),
                 q,
-                settings.redis_url.clone(),
                 registry.clone(),
                 config,
                 shutdown.clone(),

@@ -498,7 +498,7 @@ async fn three_finished(options: QueueOptions) -> (Kit, Vec<Job>, PoolHandle, Re
     .await;
     let retention = Retention {
         config: RetentionConfig::default(),
-        queues: vec![k.q.clone()],
+        queues: vec![std::sync::Arc::new(k.q.clone())],
     };
     (k, jobs, pool, retention)
 }

@@ -28,7 +28,7 @@ async fn a_rescued_job_refuses_the_first_holders_late_finish() {
     assert_eq!((first.fence, first.attempt), (1, 1));
     let rescuer = Rescuer {
         config: RescuerConfig::default(),
-        queues: vec![q.clone()],
+        queues: vec![std::sync::Arc::new(q.clone())],
     };
     wait_until(LIMIT, "the lease to expire and be rescued", || async {
         rescuer.run_once().await.unwrap().requeued == 1

@@ -47,7 +47,7 @@ async fn a_handler_blocking_the_runtime_keeps_its_lease() {
             );
             let rescuer = Rescuer {
                 config: RescuerConfig::default(),
-                queues: vec![q.clone()],
+                queues: vec![std::sync::Arc::new(q.clone())],
             };
             let mut rescued = 0;
             let start = std::time::Instant::now();

@@ -91,8 +91,12 @@ async fn a_redis_restart_mid_run_loses_no_job() {
     let start = |reg: Registry| {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let join = tokio::spawn(chatter_worker::pool::run(
-            q.clone(),
-            url.clone(),
+            std::sync::Arc::new(chatter_worker::queue::RedisBackend::new(
+                &url,
+                q.keys().prefix(),
+                q.connection(),
+            )),
+            std::sync::Arc::new(q.clone()),
             reg,
             config.clone(),
             shutdown.clone(),
@@ -105,7 +109,7 @@ async fn a_redis_restart_mid_run_loses_no_job() {
     let rescue_stop = tokio_util::sync::CancellationToken::new();
     let rescuer = Rescuer {
         config: RescuerConfig::default(),
-        queues: vec![q.clone()],
+        queues: vec![std::sync::Arc::new(q.clone())],
     };
     let rescuing = tokio::spawn(rescuer.run(rescue_stop.clone()));
 
@@ -181,8 +185,12 @@ async fn shutdown_during_a_redis_outage_ends_after_the_deadline() {
     };
     let shutdown = tokio_util::sync::CancellationToken::new();
     let pool = tokio::spawn(chatter_worker::pool::run(
-        q.clone(),
-        url.clone(),
+        std::sync::Arc::new(chatter_worker::queue::RedisBackend::new(
+            &url,
+            q.keys().prefix(),
+            q.connection(),
+        )),
+        std::sync::Arc::new(q.clone()),
         reg,
         config,
         shutdown.clone(),

@@ -123,7 +123,7 @@ fn age(ms: u64) -> String {
 
 /// Jobs finished (completed or cancelled) in the last minute.
 async fn per_minute(q: &RedisQueue) -> crate::queue::Result<u64> {
-    let now = crate::queue::now_ms();
+    let now = crate::backend::now_ms();
     Ok(redis::cmd("ZCOUNT")
         .arg(q.keys().done())
         .arg(now.saturating_sub(60_000))
@@ -480,7 +480,7 @@ async fn workers(State(s): State<ApiState>, headers: HeaderMap) -> Response {
         Ok(q) => q,
         Err(e) => return failed(e.detail),
     };
-    let now = crate::queue::now_ms();
+    let now = crate::backend::now_ms();
     let mut rows = String::new();
     for q in &all {
         let live: Vec<(String, f64)> = match redis::cmd("ZRANGE")

@@ -18,6 +18,20 @@ use futures::stream::BoxStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Capped, jittered exponential backoff for every retry loop (20 ms up to 2 s, forever).
+pub fn backoff() -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(20))
+        .with_max_delay(Duration::from_secs(2))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Largest batch one fetch may claim (bounds a backend's work per call).
+pub const MAX_FETCH: usize = 500;
+
 /// Producers' side: put jobs on the queue. Enqueue is idempotent by job id and idempotency key;
 /// every job is checked against [`QueueOptions::limits`] first (nothing is written on a refusal).
 #[async_trait]
@@ -151,6 +165,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn queue(&self, name: &str, options: QueueOptions) -> Arc<dyn Queue>;
     /// Every queue name recorded, sorted.
     async fn known_queues(&self) -> Result<Vec<String>>;
+    /// Record queue names (for `queues`, metrics and the API's listing).
+    async fn register_queues(&self, names: &[String]) -> Result<()>;
     /// Answers when the backend is reachable (readiness).
     async fn ping(&self) -> Result<()>;
     /// The same backend over connections of its own (a loop on another runtime or thread must

@@ -6,6 +6,11 @@ use serde::Serialize;
 use serde_json::Value as Json;
 use std::time::Duration;
 
+/// Now, ms since the Unix epoch (the unit of every run-at, lease and finish time here).
+pub fn now_ms() -> u64 {
+    Timestamp::now().millis()
+}
+
 /// How long finished work is remembered.
 #[derive(Clone, Debug)]
 pub struct QueueOptions {
@@ -212,4 +217,10 @@ pub enum CancelResult {
     NotFound,
     /// It already ended with this status.
     AlreadyFinished(String),
+}
+
+/// One attempt's entry in a job's history (JSON object).
+pub fn history_entry(attempt: u32, error: &str, worker: &str, at_ms: u64) -> String {
+    serde_json::json!({ "attempt": attempt, "error": error, "at": at_ms, "worker": worker })
+        .to_string()
 }

@@ -8,7 +8,7 @@
 //! one Lua `unpack`, so it cannot drain a backlog above ~8k: its drain phase reports that failure,
 //! and the bounded end-to-end phase is the one both systems can run.
 use crate::pool::{self, PoolConfig};
-use crate::queue::{self, QueueOptions, RedisQueue};
+use crate::queue::{self, QueueOptions, RedisBackend, RedisQueue};
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::backend::TaskSink;
 use apalis_core::error::BoxDynError;
@@ -284,8 +284,8 @@ async fn ours(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
         p.hit();
         async { Ok::<Value, JobError>(Value::Null) }
     });
-    let conn = queue::connect(&o.redis_url).await?;
-    let q = RedisQueue::new(conn, &prefix, "bench", QueueOptions::default());
+    let backend = RedisBackend::connect(&o.redis_url, &prefix).await?;
+    let q = backend.redis_queue("bench", QueueOptions::default());
     let mut s = Ours(q.clone());
     let mut r = SystemResult {
         system: "chatter-worker".into(),
@@ -307,8 +307,8 @@ async fn ours(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
     };
     let t = Instant::now();
     let pool = tokio::spawn(pool::run(
-        q,
-        o.redis_url.clone(),
+        Arc::new(backend),
+        Arc::new(q),
         registry,
         config,
         shutdown.clone(),

@@ -11,7 +11,7 @@ use super::chat_server::ChatServer;
 use crate::cli::WorkflowsBenchArgs;
 use crate::outbox::RedisOutbox;
 use crate::pool::{self, PoolConfig};
-use crate::queue::{self, QueueOptions, RedisQueue};
+use crate::queue::{self, QueueOptions, RedisBackend, RedisQueue};
 use chatter_jobs::chunk::guard::Guard;
 use chatter_jobs::flow::chat::{ChatClient, ChatConfig};
 use chatter_jobs::flow::tools::Tools;
@@ -272,8 +272,8 @@ async fn end_to_end(
     Arc::new(runner).install(&mut registry);
     let shutdown = CancellationToken::new();
     let pool = tokio::spawn(pool::run(
-        q.clone(),
-        redis_url.to_string(),
+        Arc::new(RedisBackend::new(redis_url, &prefix, conn.clone())),
+        Arc::new(q.clone()),
         registry,
         PoolConfig {
             concurrency: a.concurrency,

@@ -8,8 +8,8 @@
 pub mod server;
 
 use crate::api::problem::Problem;
+use crate::backend::{Backend, Queue};
 use crate::metrics;
-use crate::queue::RedisQueue;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -22,7 +22,9 @@ use std::time::Duration;
 
 #[derive(Clone)]
 pub struct HttpState {
-    pub queues: Arc<Vec<RedisQueue>>,
+    /// The backend (readiness) and the queues whose gauges `/metrics` reads.
+    pub backend: Arc<dyn Backend>,
+    pub queues: Arc<Vec<Arc<dyn Queue>>>,
     pub handle: PrometheusHandle,
     /// The API, events and dashboard (`[api] enabled`), with the request body limit.
     pub api: Option<(crate::api::ApiState, usize)>,
@@ -92,12 +94,11 @@ async fn metrics_page(State(s): State<HttpState>) -> impl IntoResponse {
 async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
     let limit = s.ready_timeout;
     let redis = async {
-        let q = s.queues.first()?;
-        let (cmd, mut conn) = (redis::cmd("PING"), q.connection());
-        match tokio::time::timeout(limit, cmd.query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(format!("redis unreachable: {e}")),
-            Err(_) => Some(format!("redis unreachable: no answer within {limit:?}")),
+        let name = s.backend.name();
+        match tokio::time::timeout(limit, s.backend.ping()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{name} unreachable: {e}")),
+            Err(_) => Some(format!("{name} unreachable: no answer within {limit:?}")),
         }
     };
     let postgres = async {

@@ -1,14 +1,13 @@
 //! The pool's background loops. Each retries Redis errors with capped, jittered backoff and
 //! goes on when Redis is back: a loop never ends on an error, only on its stop signal.
 use super::shared::{Claim, JobMeta, Shared};
+use crate::backend::{self, Backend, Finish, FinishEntry, WorkSignal, backoff};
 use crate::events::Event;
 use crate::metrics;
-use crate::queue::{self, Finish, FinishEntry, backoff};
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use chatter_jobs::{Job, ProgressUpdate};
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -28,10 +27,10 @@ async fn pause(d: Duration, stop: &CancellationToken) {
 pub(crate) async fn fetch(
     shared: Arc<Shared>,
     tx: mpsc::Sender<Task<Job>>,
-    mut blocking: ConnectionManager,
+    mut signal: Box<dyn WorkSignal>,
 ) {
     let cfg = &shared.config;
-    let batch = cfg.fetch_batch.clamp(1, queue::claim::MAX_FETCH);
+    let batch = cfg.fetch_batch.clamp(1, backend::MAX_FETCH);
     let mut retry = backoff();
     let mut backlog = false;
     loop {
@@ -130,7 +129,7 @@ pub(crate) async fn fetch(
         if got > 0 || shared.stopping.is_cancelled() {
             continue;
         }
-        let now = queue::now_ms();
+        let now = crate::backend::now_ms();
         let wait = match (r.paused, r.next_due_ms) {
             (false, Some(due)) => {
                 Duration::from_millis(due.saturating_sub(now).max(1)).min(cfg.idle_wait)
@@ -138,7 +137,7 @@ pub(crate) async fn fetch(
             _ => cfg.idle_wait,
         };
         tokio::select! {
-            w = shared.queue.wait_for_work(&mut blocking, wait) => if let Err(e) = w {
+            w = signal.wait(wait) => if let Err(e) = w {
                 metrics::record_redis_error(shared.queue.name(), "wait");
                 tracing::warn!(queue = shared.queue.name(), error = %e, "blocking wait failed; retrying");
                 pause(retry.next().unwrap_or(Duration::from_secs(1)), &shared.stopping).await;
@@ -224,7 +223,7 @@ async fn flush(shared: &Shared, batch: &mut Vec<FinishEntry>, give_up: &Cancella
 /// that hogs the async workers can never starve them and lose its leases.
 pub(crate) fn spawn_heartbeat(
     shared: Arc<Shared>,
-    url: String,
+    backend: Arc<dyn Backend>,
     stop: CancellationToken,
 ) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
@@ -240,18 +239,19 @@ pub(crate) fn spawn_heartbeat(
                     return;
                 }
             };
-            rt.block_on(heartbeat(shared, url, stop));
+            rt.block_on(heartbeat(shared, backend, stop));
         })
         .unwrap_or_else(|e| panic!("cannot spawn the heartbeat thread: {e}"))
 }
 
-async fn heartbeat(shared: Arc<Shared>, url: String, stop: CancellationToken) {
+async fn heartbeat(shared: Arc<Shared>, backend: Arc<dyn Backend>, stop: CancellationToken) {
     let lease = shared.config.lease;
     let every = lease / 3;
-    let Some(conn) = queue::connect_until(&url, &stop).await else {
+    // Connections of this thread's runtime, not the pool's.
+    let Some(own) = backend.detached(&stop).await else {
         return;
     };
-    let queue = shared.queue.with_connection(conn);
+    let queue = own.queue(shared.queue.name(), shared.queue.options().clone());
     loop {
         let held = shared.held_claims();
         match queue.heartbeat(&shared.worker, &held, lease, lease).await {
@@ -280,21 +280,18 @@ async fn heartbeat(shared: Arc<Shared>, url: String, stop: CancellationToken) {
 
 /// Trip the token of a running job as soon as its cancellation is published. (Heartbeats also
 /// report requested cancellations, so a message missed during a reconnect is not lost.)
-pub(crate) async fn cancel_listener(shared: Arc<Shared>, url: String, stop: CancellationToken) {
-    let channel = shared.queue.keys().cancel_channel();
+pub(crate) async fn cancel_listener(
+    shared: Arc<Shared>,
+    backend: Arc<dyn Backend>,
+    stop: CancellationToken,
+) {
     let mut retry = backoff();
     while !stop.is_cancelled() {
-        let sub = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
         let subscribed = tokio::select! {
-            r = sub => r,
+            r = backend.cancel_requests(shared.queue.name()) => r,
             _ = stop.cancelled() => return,
         };
-        let mut pubsub = match subscribed {
+        let mut messages = match subscribed {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(error = %e, "cancel listener cannot subscribe; retrying");
@@ -303,14 +300,10 @@ pub(crate) async fn cancel_listener(shared: Arc<Shared>, url: String, stop: Canc
             }
         };
         retry = backoff();
-        let mut messages = pubsub.on_message();
         loop {
             tokio::select! {
                 m = messages.next() => match m {
-                    Some(m) => {
-                        let id: String = m.get_payload().unwrap_or_default();
-                        shared.cancel_ids(&[id]);
-                    }
+                    Some(id) => shared.cancel_ids(&[id]),
                     None => break,
                 },
                 _ = stop.cancelled() => return,

@@ -8,7 +8,7 @@ mod loops;
 pub mod shared;
 mod tasks;
 
-use crate::queue::{self, RedisQueue};
+use crate::backend::{self, Backend, Queue};
 use crate::retry::RetryPolicy;
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::worker::builder::WorkerBuilder;
@@ -83,16 +83,16 @@ pub fn worker_name(queue: &str) -> String {
 
 /// Run one queue's pool until `shutdown` is tripped, then drain (see module docs).
 pub async fn run(
-    queue: RedisQueue,
-    redis_url: String,
+    backend: Arc<dyn Backend>,
+    queue: Arc<dyn Queue>,
     registry: Registry,
     config: PoolConfig,
     shutdown: CancellationToken,
-) -> queue::Result<PoolReport> {
+) -> backend::Result<PoolReport> {
     let worker = worker_name(queue.name());
     crate::metrics::register_queue(queue.name());
-    // Redis may be down at start: wait for it like every loop does (or give up on shutdown).
-    let Some(blocking) = queue::connect_until(&redis_url, &shutdown).await else {
+    // The backend may be down at start: wait for it like every loop does (or give up on shutdown).
+    let Some(signal) = backend.work_signal(queue.name(), &shutdown).await else {
         return Ok(PoolReport {
             worker,
             ..PoolReport::default()
@@ -109,6 +109,7 @@ pub async fn run(
     let deadline = config.shutdown_deadline;
     let shared = Arc::new(Shared::new(
         queue,
+        backend.event_log(),
         worker.clone(),
         config,
         registry,
@@ -119,7 +120,7 @@ pub async fn run(
     let give_up = CancellationToken::new();
     let background = CancellationToken::new();
 
-    let fetcher = tokio::spawn(loops::fetch(shared.clone(), task_tx, blocking));
+    let fetcher = tokio::spawn(loops::fetch(shared.clone(), task_tx, signal));
     let finisher = tokio::spawn(loops::finish(
         shared.clone(),
         finish_rx,
@@ -133,10 +134,10 @@ pub async fn run(
     ));
     let cancels = tokio::spawn(loops::cancel_listener(
         shared.clone(),
-        redis_url.clone(),
+        backend.clone(),
         background.clone(),
     ));
-    let heartbeat = loops::spawn_heartbeat(shared.clone(), redis_url, background.clone());
+    let heartbeat = loops::spawn_heartbeat(shared.clone(), backend, background.clone());
 
     let apalis_worker = WorkerBuilder::new(worker.as_str())
         .backend(ClaimedTasks {

@@ -1,9 +1,8 @@
 //! State one pool's loops share: the claims this process holds, the concurrency permits, and the
 //! single place where a handler's [`Outcome`] becomes a queue [`Finish`] (with metrics).
 use super::PoolConfig;
+use crate::backend::{Claimed, EventLog, Finish, FinishEntry, Queue, history_entry};
 use crate::metrics;
-use crate::queue::claim::history_entry;
-use crate::queue::{Claimed, Finish, FinishEntry, RedisQueue};
 use crate::retry::{RetryPolicy, delay};
 use chatter_jobs::{Job, JobContext, Outcome, ProgressUpdate, Registry};
 use rand::SeedableRng;
@@ -46,7 +45,9 @@ pub struct JobMeta {
 }
 
 pub struct Shared {
-    pub queue: RedisQueue,
+    pub queue: Arc<dyn Queue>,
+    /// Where job events go (the backend's event log).
+    pub events: Arc<dyn EventLog>,
     pub worker: String,
     pub config: PoolConfig,
     pub registry: Registry,
@@ -65,7 +66,8 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(
-        queue: RedisQueue,
+        queue: Arc<dyn Queue>,
+        events: Arc<dyn EventLog>,
         worker: String,
         config: PoolConfig,
         registry: Registry,
@@ -82,6 +84,7 @@ impl Shared {
             rng,
             permits: Arc::new(Semaphore::new(config.concurrency)),
             queue,
+            events,
             worker,
             config,
             registry,
@@ -154,14 +157,13 @@ impl Shared {
         let tx = tx.get_or_insert_with(|| {
             // One writer: events reach the log in the order the pool's loops published them.
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<crate::events::Event>>();
-            let mut conn = self.queue.connection();
-            let key = self.queue.keys().event_log();
+            let log = self.events.clone();
             tokio::spawn(async move {
                 while let Some(mut batch) = rx.recv().await {
                     while let Ok(more) = rx.try_recv() {
                         batch.extend(more);
                     }
-                    if let Err(e) = crate::events::append(&mut conn, &key, len, &batch).await {
+                    if let Err(e) = log.append(len, &batch).await {
                         tracing::debug!(error = %e, n = batch.len(), "events not appended");
                     }
                 }
@@ -269,7 +271,7 @@ impl Shared {
                     &policy,
                     &mut *self.rng.lock().unwrap_or_else(|e| e.into_inner()),
                 );
-                let now = crate::queue::now_ms();
+                let now = crate::backend::now_ms();
                 let history = history_entry(claim.attempt, &error, &self.worker, now);
                 let run_at_ms = now + wait.as_millis() as u64;
                 (
@@ -282,19 +284,27 @@ impl Shared {
                 )
             }
             Outcome::Retry(error) => {
-                let history =
-                    history_entry(claim.attempt, &error, &self.worker, crate::queue::now_ms());
+                let history = history_entry(
+                    claim.attempt,
+                    &error,
+                    &self.worker,
+                    crate::backend::now_ms(),
+                );
                 let error = format!("{error} (gave up after {} attempts)", claim.attempt);
                 (Finish::Dead { error, history }, "dead")
             }
             Outcome::Fail(error) => {
-                let history =
-                    history_entry(claim.attempt, &error, &self.worker, crate::queue::now_ms());
+                let history = history_entry(
+                    claim.attempt,
+                    &error,
+                    &self.worker,
+                    crate::backend::now_ms(),
+                );
                 (Finish::Dead { error, history }, "failed")
             }
             Outcome::Snooze(d) => (
                 Finish::Snooze {
-                    run_at_ms: crate::queue::now_ms() + d.as_millis() as u64,
+                    run_at_ms: crate::backend::now_ms() + d.as_millis() as u64,
                 },
                 "snoozed",
             ),
@@ -317,7 +327,7 @@ impl Shared {
     pub fn undecodable(&self, c: &Claimed, error: String) {
         self.deactivate(&c.id, c.fence);
         metrics::record_undecodable(self.queue.name(), 1);
-        let history = history_entry(c.attempt, &error, &self.worker, crate::queue::now_ms());
+        let history = history_entry(c.attempt, &error, &self.worker, crate::backend::now_ms());
         self.send(FinishEntry {
             id: c.id.clone(),
             fence: c.fence,

@@ -120,7 +120,7 @@ where
         };
         let job = task.args.clone();
         let limit = Duration::from_secs(job.timeout).min(shared.config.timeout);
-        let waited = crate::queue::now_ms().saturating_sub(claim.due_ms);
+        let waited = crate::backend::now_ms().saturating_sub(claim.due_ms);
         metrics::record_started(shared.queue.name(), Duration::from_millis(waited));
         let fut = self.inner.call(task);
         Box::pin(async move {

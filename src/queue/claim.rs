@@ -9,18 +9,11 @@ use redis::Value;
 use redis::aio::ConnectionManager;
 use std::time::Duration;
 
-/// Largest batch one fetch may claim (bounds the script's work and its `unpack`).
-pub const MAX_FETCH: usize = 500;
+pub use crate::backend::MAX_FETCH;
 /// Due scheduled / retrying jobs promoted per set per fetch.
 const PROMOTE_PER_FETCH: usize = 1000;
 /// Entries per finish call.
 const FINISH_CHUNK: usize = 500;
-
-/// One attempt's entry in a job's history (JSON object).
-pub fn history_entry(attempt: u32, error: &str, worker: &str, at_ms: u64) -> String {
-    serde_json::json!({ "attempt": attempt, "error": error, "at": at_ms, "worker": worker })
-        .to_string()
-}
 
 impl RedisQueue {
     /// Claim up to `max` ready jobs (promoting due scheduled ones first) with a lease of `lease`.
@@ -65,22 +58,6 @@ impl RedisQueue {
             });
         }
         Ok(out)
-    }
-
-    /// Block on the queue's wake-up token for up to `timeout` (on a connection of its own: a
-    /// blocking command would stall a shared multiplexed connection). Returns true when woken.
-    pub async fn wait_for_work(
-        &self,
-        blocking: &mut ConnectionManager,
-        timeout: Duration,
-    ) -> Result<bool> {
-        let secs = timeout.as_secs_f64().max(0.001);
-        let r: Option<(String, String)> = redis::cmd("BLPOP")
-            .arg(self.keys.notify())
-            .arg(secs)
-            .query_async(blocking)
-            .await?;
-        Ok(r.is_some())
     }
 
     /// Record how claimed jobs ended; entries with a stale fence are refused and counted.

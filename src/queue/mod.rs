@@ -14,6 +14,7 @@ pub mod scripts;
 pub mod seam;
 pub mod sweep;
 
+pub use crate::backend::backoff;
 pub use crate::backend::error::{QueueError, Result};
 pub use crate::backend::model::*;
 pub use keys::Keys;
@@ -43,17 +44,6 @@ pub async fn connect(url: &str) -> Result<ConnectionManager> {
         .set_max_delay(Duration::from_secs(1))
         .set_number_of_retries(3);
     Ok(client.get_connection_manager_with_config(config).await?)
-}
-
-/// Capped, jittered exponential backoff for every retry loop (20 ms up to 2 s, forever).
-pub fn backoff() -> impl Iterator<Item = Duration> {
-    use backon::BackoffBuilder;
-    backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(20))
-        .with_max_delay(Duration::from_secs(2))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 /// Connect, retrying with [`backoff`] until Redis answers; `None` if `stop` trips first.
@@ -112,14 +102,6 @@ impl RedisQueue {
     pub fn connection(&self) -> ConnectionManager {
         self.conn.clone()
     }
-    /// The same queue over another connection (a loop that must not share one).
-    pub fn with_connection(&self, conn: ConnectionManager) -> Self {
-        Self {
-            conn,
-            keys: self.keys.clone(),
-            options: self.options.clone(),
-        }
-    }
     /// Remove a stopped worker from the live-worker set.
     pub async fn deregister_worker(&self, worker: &str) -> Result<()> {
         let _: i64 = redis::cmd("ZREM")
@@ -139,10 +121,6 @@ pub async fn known_queues(conn: &mut ConnectionManager, prefix: &str) -> Result<
         .await?;
     names.sort();
     Ok(names)
-}
-
-pub(crate) fn now_ms() -> u64 {
-    chatter_jobs::Timestamp::now().millis()
 }
 
 pub(crate) fn int(v: &Value) -> i64 {

@@ -234,6 +234,17 @@ impl Backend for RedisBackend {
     async fn known_queues(&self) -> Result<Vec<String>> {
         known_queues(&mut self.conn.clone(), &self.prefix).await
     }
+    async fn register_queues(&self, names: &[String]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let _: () = redis::cmd("SADD")
+            .arg(super::Keys::registry(&self.prefix))
+            .arg(names)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
     async fn ping(&self) -> Result<()> {
         let _: String = redis::cmd("PING")
             .query_async(&mut self.conn.clone())

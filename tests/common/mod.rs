@@ -5,7 +5,7 @@
 
 use chatter_worker::jobs::{Job, JobBuilder, Registry};
 use chatter_worker::pool::{self, PoolConfig, PoolReport};
-use chatter_worker::queue::{self, QueueOptions, RedisQueue};
+use chatter_worker::queue::{self, QueueOptions, RedisBackend, RedisQueue};
 use redis::aio::ConnectionManager;
 use std::future::Future;
 use std::process::{Child, Command, Stdio};
@@ -44,11 +44,20 @@ impl Harness {
         RedisQueue::new(self.conn.clone(), &self.prefix, name, options)
     }
 
+    /// The backend these queues live on (what the runtime hands pools and loops).
+    pub fn backend(&self) -> std::sync::Arc<RedisBackend> {
+        std::sync::Arc::new(RedisBackend::new(
+            &self.url,
+            &self.prefix,
+            self.conn.clone(),
+        ))
+    }
+
     pub fn start_pool(&self, q: &RedisQueue, registry: Registry, config: PoolConfig) -> PoolHandle {
         let shutdown = CancellationToken::new();
         let join = tokio::spawn(pool::run(
-            q.clone(),
-            self.url.clone(),
+            self.backend(),
+            std::sync::Arc::new(q.clone()),
             registry,
             config,
             shutdown.clone(),
