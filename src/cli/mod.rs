@@ -1,9 +1,23 @@
 //! The `chatter-worker` command line: every subcommand, flag and environment variable (what
-//! `--help` prints). `main.rs` parses it and runs the chosen command.
+//! `--help` prints), and one module per command group running it (`jobs`, `queues`, `dead`,
+//! `documents`, `workflows`, `schedules`, `api_key`, `bench`, `run`), each from the settings
+//! `context` builds. `main.rs` parses the line, sets up tracing and calls the chosen command.
 use crate::jobs::Priority;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub mod api_key;
+pub mod bench;
+pub mod context;
+pub mod dead;
+pub mod documents;
+pub mod jobs;
+pub mod queues;
+pub mod run;
+pub mod schedules;
+pub mod workflows;
+pub use bench::{BenchWhat, ChunkingBenchArgs, EmbeddingBenchArgs, WorkflowsBenchArgs};
 
 #[derive(Parser)]
 #[command(
@@ -258,118 +272,6 @@ impl DeadSelection {
             _ => Err("give a job id or --all (not both)".into()),
         }
     }
-}
-
-#[derive(Subcommand)]
-pub enum BenchWhat {
-    /// No-op jobs: enqueue/s, drain jobs/s, end-to-end jobs/s, enqueue->start p50/p99, with apalis-redis.
-    Queue {
-        #[arg(long, default_value_t = 100_000)]
-        jobs: usize,
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 2000)]
-        latency_samples: usize,
-        /// Skip the apalis-redis comparison.
-        #[arg(long)]
-        no_peer: bool,
-    },
-    /// Extract + split real text (/usr/share/doc, the Rust docs): MB/s and chunks/s, with
-    /// langchain-text-splitters' RecursiveCharacterTextSplitter on the same text.
-    Chunking(ChunkingBenchArgs),
-    /// The local model's chunks/s with sentence-transformers on the same chunks, then end-to-end
-    /// ingestion into pgvector by a worker process (documents/s, chunks/s, peak RSS).
-    Embedding(EmbeddingBenchArgs),
-    /// A 10-node workflow against a local chat server answering at once: engine overhead per
-    /// node (in memory, and checkpointed in PostgreSQL) and runs/s end to end through Redis and
-    /// a worker pool, with LangGraph on the same graph and server.
-    Workflows(WorkflowsBenchArgs),
-    /// `POST /api/v1/jobs` under wrk (64 connections, loopback): requests/s and p99, with the
-    /// Redis-direct enqueue rate of the same number of producers.
-    Api(crate::bench::api::ApiBenchArgs),
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct WorkflowsBenchArgs {
-    /// Workflow runs per end-to-end round (and per LangGraph round).
-    #[arg(long, default_value_t = 200)]
-    pub runs: usize,
-    /// Runs at once (the worker pool's concurrency; LangGraph's semaphore).
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
-    /// Sequential runs per round of the in-memory engine measurement.
-    #[arg(long, default_value_t = 2000)]
-    pub engine_runs: usize,
-    /// Timed rounds (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Skip LangGraph.
-    #[arg(long)]
-    pub no_peer: bool,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct EmbeddingBenchArgs {
-    /// Chunks embedded per round.
-    #[arg(long, default_value_t = 512)]
-    pub chunks: usize,
-    /// Chunk size in the model's tokens (its limit is 254 without [CLS] and [SEP]).
-    #[arg(long, default_value_t = 254)]
-    pub max_tokens: usize,
-    /// Our inputs per forward pass, here and in the end-to-end worker (default: each
-    /// runtime's own, as `[embedding] local_batch`).
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// sentence-transformers' batch_size.
-    #[arg(long, default_value_t = 16)]
-    pub peer_batch: usize,
-    /// Our forward passes at once (0: one per core; default as `[embedding] local_lanes`).
-    #[arg(long)]
-    pub lanes: Option<usize>,
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// MB of documents' text ingested end to end (needs DATABASE_URL; 0 skips it).
-    #[arg(long, default_value_t = 1.0)]
-    pub ingest_mb: f64,
-    /// Where chunks and documents are written (default: a temporary folder).
-    #[arg(long)]
-    pub corpus_dir: Option<PathBuf>,
-    /// Skip sentence-transformers.
-    #[arg(long)]
-    pub no_peer: bool,
-    /// The int8 ONNX model folder measured next to the F32 one (default: where
-    /// `scripts/fetch-model.sh int8` puts it; skipped when missing).
-    #[arg(long)]
-    pub int8_dir: Option<PathBuf>,
-    /// The folder the end-to-end worker runs (default: the faster of the two).
-    #[arg(long)]
-    pub ingest_model_dir: Option<PathBuf>,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct ChunkingBenchArgs {
-    /// Folders to take documents from (default: /usr/share/doc and the Rust toolchain's docs).
-    #[arg(long)]
-    pub source: Vec<PathBuf>,
-    /// MB of extracted text to gather.
-    #[arg(long, default_value_t = 50.0)]
-    pub mb: f64,
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
-    #[arg(long, default_value_t = 32)]
-    pub overlap: usize,
-    /// Timed rounds per system (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Threads splitting documents at once (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Where the gathered corpus is written as .txt files (default: a temporary folder).
-    #[arg(long)]
-    pub corpus_dir: Option<PathBuf>,
-    /// Skip the langchain comparison.
-    #[arg(long)]
-    pub no_peer: bool,
 }
 
 #[derive(Subcommand)]

@@ -1,0 +1,187 @@
+//! `bench`: run one benchmark (queue, chunking, embedding, workflows, API) with the settings'
+//! Redis and PostgreSQL, and print its report (Debug text, or JSON). The benchmarks' own flags
+//! are defined here; the benchmarks are in `crate::bench`.
+use crate::bench::{self, BenchOptions};
+use crate::config::Settings;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+pub async fn run(s: &Settings, what: BenchWhat, json: bool) -> anyhow::Result<()> {
+    match what {
+        BenchWhat::Embedding(a) => {
+            let report = bench::embedding::run(
+                &a,
+                s.embedding.model_dir.clone(),
+                &s.redis_url,
+                s.database_url.as_deref(),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            print(json, &report);
+        }
+        BenchWhat::Workflows(a) => {
+            if a.runs == 0 || a.concurrency == 0 || a.rounds == 0 || a.engine_runs == 0 {
+                anyhow::bail!(
+                    "--runs, --concurrency, --rounds and --engine-runs must be at least 1"
+                );
+            }
+            let report = bench::workflows::run(&a, &s.redis_url, s.database_url.as_deref())
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print(json, &report);
+        }
+        BenchWhat::Api(a) => {
+            if a.seconds == 0 || a.connections == 0 || a.rounds == 0 {
+                anyhow::bail!("--seconds, --connections and --rounds must be at least 1");
+            }
+            let report = bench::api::run(&a, &s.redis_url)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            print(json, &report);
+        }
+        BenchWhat::Chunking(a) => {
+            let report = tokio::task::spawn_blocking(move || bench::chunking::run(&a))
+                .await?
+                .map_err(anyhow::Error::msg)?;
+            print(json, &report);
+        }
+        BenchWhat::Queue {
+            jobs,
+            concurrency,
+            latency_samples,
+            no_peer,
+        } => {
+            let report = bench::run(BenchOptions {
+                redis_url: s.redis_url.clone(),
+                jobs,
+                concurrency,
+                latency_samples,
+                peer: !no_peer,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            print(json, &report);
+        }
+    }
+    Ok(())
+}
+
+fn print<T: serde::Serialize + std::fmt::Debug>(json: bool, v: &T) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        println!("{v:#?}");
+    }
+}
+
+#[derive(Subcommand)]
+pub enum BenchWhat {
+    /// No-op jobs: enqueue/s, drain jobs/s, end-to-end jobs/s, enqueue->start p50/p99, with apalis-redis.
+    Queue {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2000)]
+        latency_samples: usize,
+        /// Skip the apalis-redis comparison.
+        #[arg(long)]
+        no_peer: bool,
+    },
+    /// Extract + split real text (/usr/share/doc, the Rust docs): MB/s and chunks/s, with
+    /// langchain-text-splitters' RecursiveCharacterTextSplitter on the same text.
+    Chunking(ChunkingBenchArgs),
+    /// The local model's chunks/s with sentence-transformers on the same chunks, then end-to-end
+    /// ingestion into pgvector by a worker process (documents/s, chunks/s, peak RSS).
+    Embedding(EmbeddingBenchArgs),
+    /// A 10-node workflow against a local chat server answering at once: engine overhead per
+    /// node (in memory, and checkpointed in PostgreSQL) and runs/s end to end through Redis and
+    /// a worker pool, with LangGraph on the same graph and server.
+    Workflows(WorkflowsBenchArgs),
+    /// `POST /api/v1/jobs` under wrk (64 connections, loopback): requests/s and p99, with the
+    /// Redis-direct enqueue rate of the same number of producers.
+    Api(crate::bench::api::ApiBenchArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct WorkflowsBenchArgs {
+    /// Workflow runs per end-to-end round (and per LangGraph round).
+    #[arg(long, default_value_t = 200)]
+    pub runs: usize,
+    /// Runs at once (the worker pool's concurrency; LangGraph's semaphore).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Sequential runs per round of the in-memory engine measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub engine_runs: usize,
+    /// Timed rounds (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Skip LangGraph.
+    #[arg(long)]
+    pub no_peer: bool,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct EmbeddingBenchArgs {
+    /// Chunks embedded per round.
+    #[arg(long, default_value_t = 512)]
+    pub chunks: usize,
+    /// Chunk size in the model's tokens (its limit is 254 without [CLS] and [SEP]).
+    #[arg(long, default_value_t = 254)]
+    pub max_tokens: usize,
+    /// Our inputs per forward pass, here and in the end-to-end worker (default: each
+    /// runtime's own, as `[embedding] local_batch`).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// sentence-transformers' batch_size.
+    #[arg(long, default_value_t = 16)]
+    pub peer_batch: usize,
+    /// Our forward passes at once (0: one per core; default as `[embedding] local_lanes`).
+    #[arg(long)]
+    pub lanes: Option<usize>,
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// MB of documents' text ingested end to end (needs DATABASE_URL; 0 skips it).
+    #[arg(long, default_value_t = 1.0)]
+    pub ingest_mb: f64,
+    /// Where chunks and documents are written (default: a temporary folder).
+    #[arg(long)]
+    pub corpus_dir: Option<PathBuf>,
+    /// Skip sentence-transformers.
+    #[arg(long)]
+    pub no_peer: bool,
+    /// The int8 ONNX model folder measured next to the F32 one (default: where
+    /// `scripts/fetch-model.sh int8` puts it; skipped when missing).
+    #[arg(long)]
+    pub int8_dir: Option<PathBuf>,
+    /// The folder the end-to-end worker runs (default: the faster of the two).
+    #[arg(long)]
+    pub ingest_model_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct ChunkingBenchArgs {
+    /// Folders to take documents from (default: /usr/share/doc and the Rust toolchain's docs).
+    #[arg(long)]
+    pub source: Vec<PathBuf>,
+    /// MB of extracted text to gather.
+    #[arg(long, default_value_t = 50.0)]
+    pub mb: f64,
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    pub overlap: usize,
+    /// Timed rounds per system (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Threads splitting documents at once (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Where the gathered corpus is written as .txt files (default: a temporary folder).
+    #[arg(long)]
+    pub corpus_dir: Option<PathBuf>,
+    /// Skip the langchain comparison.
+    #[arg(long)]
+    pub no_peer: bool,
+}

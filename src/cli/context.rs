@@ -1,0 +1,97 @@
+//! What every command starts from: the settings (the TOML file, then the global flags and their
+//! environment variables) and handles on the queues a command names: one by name, every known
+//! one, the one holding a job. Errors name what was asked for and what exists.
+use crate::cli::Cli;
+use crate::config::Settings;
+use crate::jobs::Registry;
+use crate::queue::{self, RedisQueue};
+use anyhow::{Context, bail};
+
+/// The settings of the file (`--config`), overlaid with the global flags.
+pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
+    let mut s = Settings::load(cli.config.as_deref())?;
+    if let Some(u) = &cli.redis_url {
+        s.redis_url = u.clone();
+    }
+    if let Some(p) = &cli.prefix {
+        s.prefix = p.clone();
+    }
+    if let Some(u) = &cli.database_url {
+        s.database_url = Some(u.clone());
+    }
+    if let Some(r) = &cli.storage_root {
+        s.chunking.storage_root = Some(r.clone());
+    }
+    if let Some(d) = &cli.model_dir {
+        s.embedding.model_dir = Some(d.clone());
+    }
+    if let Some(d) = &cli.onnxruntime {
+        s.embedding.onnxruntime = Some(d.clone());
+    }
+    if let Some(p) = &cli.schedules {
+        s.schedules = Some(p.clone());
+    }
+    Ok(s)
+}
+
+pub(crate) async fn queue_handle(s: &Settings, name: &str) -> anyhow::Result<RedisQueue> {
+    let conn = queue::connect(&s.redis_url)
+        .await
+        .with_context(|| format!("connecting to {}", s.redis_url))?;
+    Ok(RedisQueue::new(conn, &s.prefix, name, s.queue_options()))
+}
+
+/// Every queue recorded under the prefix plus every queue a job kind runs on.
+pub(crate) async fn all_queues(
+    s: &Settings,
+    registry: &Registry,
+) -> anyhow::Result<Vec<RedisQueue>> {
+    let mut conn = queue::connect(&s.redis_url).await?;
+    let mut names = queue::known_queues(&mut conn, &s.prefix).await?;
+    names.extend(registry.queues());
+    names.sort();
+    names.dedup();
+    Ok(names
+        .iter()
+        .map(|n| RedisQueue::new(conn.clone(), &s.prefix, n, s.queue_options()))
+        .collect())
+}
+
+/// A queue by name, which must be known (recorded under the prefix, run by a kind, or
+/// configured): a typo must not pause a queue nobody reads.
+pub(crate) async fn known_queue(
+    s: &Settings,
+    registry: &Registry,
+    name: &str,
+) -> anyhow::Result<RedisQueue> {
+    let all = all_queues(s, registry).await?;
+    if let Some(q) = all.iter().find(|q| q.name() == name) {
+        return Ok(q.clone());
+    }
+    if s.queues.iter().any(|q| q == name) {
+        return queue_handle(s, name).await;
+    }
+    let mut known: Vec<&str> = all.iter().map(|q| q.name()).collect();
+    known.extend(s.queues.iter().map(String::as_str));
+    known.sort();
+    known.dedup();
+    bail!(
+        "no queue {name:?} under prefix {:?}; known queues: {}",
+        s.prefix,
+        known.join(", ")
+    )
+}
+
+/// The queue holding job `id`, searched across every known queue.
+pub(crate) async fn find_job(
+    s: &Settings,
+    registry: &Registry,
+    id: &str,
+) -> anyhow::Result<RedisQueue> {
+    for q in all_queues(s, registry).await? {
+        if q.exists(id).await? {
+            return Ok(q);
+        }
+    }
+    bail!("no job {id:?} in any queue under prefix {:?}", s.prefix)
+}
