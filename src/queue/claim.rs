@@ -6,7 +6,6 @@
 use super::{RedisQueue, Result, array, int, now_ms, scripts, text};
 use crate::backend::model::*;
 use redis::Value;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 pub use crate::backend::MAX_FETCH;
