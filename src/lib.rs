@@ -43,5 +43,6 @@ pub mod retention;
 pub mod retry;
 #[cfg(feature = "worker")]
 pub mod runtime;
+pub mod submit;
 #[cfg(feature = "worker")]
 pub mod sweep;

@@ -1,11 +1,14 @@
 //! What every command starts from: the settings (the TOML file, then the global flags and their
 //! environment variables) and handles on the queues a command names: one by name, every known
 //! one, the one holding a job. Errors name what was asked for and what exists.
+use crate::backend::{Backend, Queue};
 use crate::cli::Cli;
 use crate::config::Settings;
 use crate::jobs::Registry;
-use crate::queue::{self, RedisQueue};
+use crate::queue::RedisBackend;
+use crate::submit::Submitter;
 use anyhow::{Context, bail};
+use std::sync::Arc;
 
 /// The settings of the file (`--config`), overlaid with the global flags.
 pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
@@ -34,26 +37,40 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-pub(crate) async fn queue_handle(s: &Settings, name: &str) -> anyhow::Result<RedisQueue> {
-    let conn = queue::connect(&s.redis_url)
+/// The configured backend, connected.
+pub(crate) async fn backend(s: &Settings) -> anyhow::Result<Arc<dyn Backend>> {
+    let b = RedisBackend::connect(&s.redis_url, &s.prefix)
         .await
         .with_context(|| format!("connecting to {}", s.redis_url))?;
-    Ok(RedisQueue::new(conn, &s.prefix, name, s.queue_options()))
+    Ok(Arc::new(b))
+}
+
+/// The submit path over the configured backend.
+pub(crate) async fn submitter(s: &Settings, registry: &Registry) -> anyhow::Result<Submitter> {
+    Ok(Submitter::new(
+        backend(s).await?,
+        registry.clone(),
+        s.queue_options(),
+    ))
+}
+
+pub(crate) async fn queue_handle(s: &Settings, name: &str) -> anyhow::Result<Arc<dyn Queue>> {
+    Ok(backend(s).await?.queue(name, s.queue_options()))
 }
 
 /// Every queue recorded under the prefix plus every queue a job kind runs on.
 pub(crate) async fn all_queues(
     s: &Settings,
     registry: &Registry,
-) -> anyhow::Result<Vec<RedisQueue>> {
-    let mut conn = queue::connect(&s.redis_url).await?;
-    let mut names = queue::known_queues(&mut conn, &s.prefix).await?;
+) -> anyhow::Result<Vec<Arc<dyn Queue>>> {
+    let backend = backend(s).await?;
+    let mut names = backend.known_queues().await?;
     names.extend(registry.queues());
     names.sort();
     names.dedup();
     Ok(names
         .iter()
-        .map(|n| RedisQueue::new(conn.clone(), &s.prefix, n, s.queue_options()))
+        .map(|n| backend.queue(n, s.queue_options()))
         .collect())
 }
 
@@ -63,7 +80,7 @@ pub(crate) async fn known_queue(
     s: &Settings,
     registry: &Registry,
     name: &str,
-) -> anyhow::Result<RedisQueue> {
+) -> anyhow::Result<Arc<dyn Queue>> {
     let all = all_queues(s, registry).await?;
     if let Some(q) = all.iter().find(|q| q.name() == name) {
         return Ok(q.clone());
@@ -87,7 +104,7 @@ pub(crate) async fn find_job(
     s: &Settings,
     registry: &Registry,
     id: &str,
-) -> anyhow::Result<RedisQueue> {
+) -> anyhow::Result<Arc<dyn Queue>> {
     for q in all_queues(s, registry).await? {
         if q.exists(id).await? {
             return Ok(q);

@@ -1,11 +1,11 @@
 //! `enqueue` and `jobs`: put one job on its kind's queue (checked as the queue and the kind
 //! check it, so a bad job is refused before it is sent), and show, cancel or retry one job by id,
 //! wherever it is.
-use super::context::{find_job, queue_handle};
+use super::context::{find_job, submitter};
+use crate::backend::CancelResult;
 use crate::cli::{EnqueueArgs, JobsAction};
 use crate::config::Settings;
 use crate::jobs::{JobBuilder, Registry};
-use crate::queue::{self, CancelResult};
 use anyhow::{Context, bail};
 
 /// `enqueue`: prints the job's id (with `--json` also whether it was created and its queue).
@@ -33,12 +33,7 @@ pub async fn enqueue(
         b = b.name(n);
     }
     let job = b.build();
-    // The queue checks again; here first, so a too large job is refused before the
-    // kind's own check walks it.
-    queue::enqueue::check(std::slice::from_ref(&job), &s.queue_options().limits)?;
-    (spec.check)(&job).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let q = queue_handle(s, &spec.queue).await?;
-    let r = q.enqueue(&job).await?;
+    let r = submitter(s, registry).await?.submit_one(&job).await?;
     if json {
         println!(
             "{}",

@@ -66,9 +66,11 @@ pub async fn run(
             };
             let mut rows = Vec::new();
             for q in &queues {
+                // Until the sweep's claim is behind the backend: the Redis queue of that name.
+                let redis = crate::queue::RedisBackend::connect(&s.redis_url, &s.prefix).await?;
                 let r = crate::sweep::Sweep {
                     config: Default::default(),
-                    queues: vec![q.clone()],
+                    queues: vec![redis.redis_queue(q.name(), s.queue_options())],
                 }
                 .run_once()
                 .await?;

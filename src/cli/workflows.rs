@@ -1,11 +1,11 @@
 //! `workflows validate|run`: check Chatter workflow definitions (every problem, named by node or
 //! edge id; exit 1 when any file is invalid), and enqueue a run of one, with `--wait` following
 //! it to its end (exit 1 unless it completed).
-use super::context::queue_handle;
+use super::context::{queue_handle, submitter};
 use crate::cli::{WorkflowRunArgs, WorkflowsAction};
 use crate::config::Settings;
 use crate::jobs::Registry;
-use crate::queue;
+use crate::submit::SubmitError;
 use anyhow::{Context, bail};
 use std::path::PathBuf;
 
@@ -88,10 +88,14 @@ async fn workflow_run(
     .priority(a.priority)
     .build();
     let spec = registry.resolve(&job.function_name)?;
-    queue::enqueue::check(std::slice::from_ref(&job), &s.queue_options().limits)?;
-    (spec.check)(&job).map_err(|e| anyhow::anyhow!("{}: {e}", a.file.display()))?;
+    let r = match submitter(s, registry).await?.submit_one(&job).await {
+        Ok(r) => r,
+        Err(SubmitError::Args { message, .. }) => {
+            anyhow::bail!("{}: {message}", a.file.display())
+        }
+        Err(e) => return Err(e.into()),
+    };
     let q = queue_handle(s, &spec.queue).await?;
-    let r = q.enqueue(&job).await?;
     if !a.wait {
         if json {
             println!(
