@@ -1,12 +1,14 @@
 //! Backend conformance suite: the behaviours every queue backend must show, run here against
-//! the Redis backend. Each test seeds a queue under its own prefix, acts through the public API
-//! and a real pool, and compares the resulting state. A later backend (SQLite, the embedded
-//! default) runs the same tests by providing the same `Kit`.
+//! the Redis backend. Each test seeds a queue under its own prefix, acts only through the backend
+//! traits (`Arc<dyn Backend>`, `Arc<dyn Queue>`) and a real pool, and compares the resulting
+//! state. A later backend (SQLite, the embedded default) runs the same tests by providing a `Kit`
+//! of its own: its backend, and the two probes read in the backend's own terms (a retry's run-at
+//! and the progress event on the live channel, both through `h` here).
 mod common;
 
+use chatter_worker::backend::{Backend, CancelResult, Queue, QueueOptions};
 use chatter_worker::jobs::{Job, JobBuilder, JobError, Priority, Registry};
 use chatter_worker::pool::PoolConfig;
-use chatter_worker::queue::{CancelResult, QueueOptions, RedisQueue};
 use chatter_worker::retention::{Retention, RetentionConfig};
 use chatter_worker::retry::{RetryPolicy, delay};
 use common::*;
@@ -23,8 +25,10 @@ const Q: &str = "conf";
 const LIMIT: Duration = Duration::from_secs(20);
 
 struct Kit {
+    /// The Redis harness: the prefix, and the probes that read Redis itself.
     h: Harness,
-    q: RedisQueue,
+    backend: Arc<dyn Backend>,
+    q: Arc<dyn Queue>,
     reg: Registry,
 }
 
@@ -34,15 +38,29 @@ async fn kit() -> Kit {
 
 async fn kit_with(options: QueueOptions) -> Kit {
     let h = setup().await;
-    let q = h.queue_with(Q, options);
+    let backend: Arc<dyn Backend> = h.backend();
+    let q = backend.queue(Q, options);
     Kit {
         h,
+        backend,
         q,
         reg: Registry::default(),
     }
 }
 
 impl Kit {
+    fn start_pool(&self, registry: Registry, config: PoolConfig) -> PoolHandle {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let join = tokio::spawn(chatter_worker::pool::run(
+            self.backend.clone(),
+            self.q.clone(),
+            registry,
+            config,
+            shutdown.clone(),
+        ));
+        PoolHandle { shutdown, join }
+    }
+
     /// A kind that reports `kwargs.n` (and the attempt) on a channel and completes.
     fn recorder(&mut self) -> mpsc::UnboundedReceiver<(u64, u32)> {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -70,7 +88,7 @@ async fn priority_then_fifo_order() {
         })
         .collect();
     k.q.enqueue_batch(&jobs).await.unwrap();
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(1));
+    let pool = k.start_pool(k.reg.clone(), pool_config(1));
     let mut seen = Vec::new();
     while seen.len() < 40 {
         seen.push(rx.recv().await.unwrap().0);
@@ -95,7 +113,7 @@ async fn delayed_job_is_not_started_early() {
         ));
         async { Ok(Value::Null) }
     });
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
+    let pool = k.start_pool(k.reg.clone(), pool_config(2));
     let later = JobBuilder::new("stamp", Q)
         .delay(Duration::from_millis(300))
         .build();
@@ -138,7 +156,7 @@ async fn retries_follow_the_policy_then_dead_letter_with_history() {
         rng_seed: Some(42),
         ..pool_config(1)
     };
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), config);
+    let pool = k.start_pool(k.reg.clone(), config);
     let job = JobBuilder::new("fail", Q).max_retries(2).build();
     k.q.enqueue(&job).await.unwrap();
 
@@ -159,7 +177,7 @@ async fn retries_follow_the_policy_then_dead_letter_with_history() {
                     .map(|r| r.retry_count)
                     .unwrap_or(0);
             let sc: Option<u64> = redis::cmd("ZSCORE")
-                .arg(k.q.keys().retry())
+                .arg(k.h.queue(Q).keys().retry())
                 .arg(&job.id)
                 .query_async(&mut conn)
                 .await
@@ -222,7 +240,7 @@ async fn a_dead_job_can_be_replayed_and_deleted() {
             }
         }
     });
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
+    let pool = k.start_pool(k.reg.clone(), pool_config(2));
     let one = JobBuilder::new("flaky", Q).build();
     let two = JobBuilder::new("flaky", Q).build();
     k.q.enqueue_batch(&[one.clone(), two.clone()])
@@ -322,7 +340,7 @@ async fn cancel_a_pending_job() {
         "cancelled"
     );
 
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
+    let pool = k.start_pool(k.reg.clone(), pool_config(2));
     k.q.enqueue(
         &JobBuilder::new("record", Q)
             .arguments(json!({"n": 3}))
@@ -350,7 +368,7 @@ async fn cancel_a_running_job() {
             Err::<Value, _>(JobError::Cancelled)
         }
     });
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
+    let pool = k.start_pool(k.reg.clone(), pool_config(2));
     let job = JobBuilder::new("block", Q).build();
     k.q.enqueue(&job).await.unwrap();
     assert_eq!(started.recv().await.unwrap(), job.id);
@@ -368,7 +386,7 @@ async fn pause_holds_jobs_and_resume_releases_them() {
     let mut k = kit().await;
     let mut rx = k.recorder();
     k.q.pause().await.unwrap();
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
+    let pool = k.start_pool(k.reg.clone(), pool_config(2));
     k.q.enqueue(
         &JobBuilder::new("record", Q)
             .arguments(json!({"n": 7}))
@@ -406,8 +424,11 @@ async fn progress_is_recorded_and_published() {
     });
     let client = redis::Client::open(k.h.url.as_str()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe(k.q.keys().events_channel()).await.unwrap();
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(1));
+    pubsub
+        .subscribe(k.h.queue(Q).keys().events_channel())
+        .await
+        .unwrap();
+    let pool = k.start_pool(k.reg.clone(), pool_config(1));
     let job = JobBuilder::new("halfway", Q).build();
     k.q.enqueue(&job).await.unwrap();
 
@@ -480,7 +501,7 @@ async fn finished_jobs_expire_after_retention() {
 async fn three_finished(options: QueueOptions) -> (Kit, Vec<Job>, PoolHandle, Retention) {
     let mut k = kit_with(options).await;
     let mut rx = k.recorder();
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(1));
+    let pool = k.start_pool(k.reg.clone(), pool_config(1));
     let jobs: Vec<_> = (0..3)
         .map(|n| {
             JobBuilder::new("record", Q)
@@ -498,7 +519,7 @@ async fn three_finished(options: QueueOptions) -> (Kit, Vec<Job>, PoolHandle, Re
     .await;
     let retention = Retention {
         config: RetentionConfig::default(),
-        queues: vec![std::sync::Arc::new(k.q.clone())],
+        queues: vec![k.q.clone()],
     };
     (k, jobs, pool, retention)
 }
@@ -513,7 +534,7 @@ async fn a_job_past_its_timeout_is_stopped_and_a_panic_does_not_kill_the_worker(
     k.reg
         .register("panics", Q, |_, _| async { panic!("handler bug") });
     let mut rx = k.recorder();
-    let pool = k.h.start_pool(&k.q, k.reg.clone(), pool_config(2));
+    let pool = k.start_pool(k.reg.clone(), pool_config(2));
     let stuck = JobBuilder::new("stuck", Q)
         .timeout(1)
         .max_retries(0)
