@@ -239,28 +239,7 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, BoxDynError> {
 }
 
 pub(crate) async fn delete_prefix(url: &str, pattern: &str) -> Result<(), BoxDynError> {
-    let mut conn = queue::connect(url).await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    Ok(queue::delete_matching(url, pattern).await?)
 }
 
 struct Ours(RedisQueue);

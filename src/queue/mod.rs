@@ -113,6 +113,32 @@ impl RedisQueue {
     }
 }
 
+/// Delete every key matching `pattern` (benchmarks' clean-up between runs), in SCAN steps.
+pub async fn delete_matching(url: &str, pattern: &str) -> Result<()> {
+    let mut conn = connect(url).await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
 /// Every queue name recorded under a prefix.
 pub async fn known_queues(conn: &mut ConnectionManager, prefix: &str) -> Result<Vec<String>> {
     let mut names: Vec<String> = redis::cmd("SMEMBERS")
