@@ -468,9 +468,12 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
             let conn = queue::connect(&s.redis_url)
                 .await
                 .with_context(|| format!("connecting to {}", s.redis_url))?;
-            let embedder = handlers::embedder(&s, &store, conn).await?.context(
-                "search needs an embedding provider: [embedding] in the config, or --model-dir",
-            )?;
+            let backend = queue::RedisBackend::new(&s.redis_url, &s.prefix, conn);
+            let embedder = handlers::embedder(&s, &store, std::sync::Arc::new(backend))
+                .await?
+                .context(
+                    "search needs an embedding provider: [embedding] in the config, or --model-dir",
+                )?;
             if a.k == 0 {
                 anyhow::bail!("--k must be at least 1");
             }

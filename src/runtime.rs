@@ -99,7 +99,12 @@ pub async fn run(
     let Some(mut conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
-    let store = handlers::install(&settings, &mut registry, conn.clone()).await?;
+    let backend: Arc<dyn crate::backend::Backend> = Arc::new(queue::RedisBackend::new(
+        &settings.redis_url,
+        &settings.prefix,
+        conn.clone(),
+    ));
+    let store = handlers::install(&settings, &mut registry, backend.clone()).await?;
     let names = settings.queue_names(&registry);
     let _: () = redis::cmd("SADD")
         .arg(Keys::registry(&settings.prefix))

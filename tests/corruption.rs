@@ -671,10 +671,16 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
 
 #[tokio::test]
 async fn the_cron_and_rate_limit_scripts_replace_a_damaged_key() {
+    use chatter_worker::backend::Backend;
     use chatter_worker::cron::{CatchUp, Schedule, ScheduleSpec, Scheduler};
     use chatter_worker::jobs::embed::limiter::RateLimiter;
-    use chatter_worker::ratelimit::{Limits, RedisLimiter};
+    use chatter_worker::ratelimit::{Limits, SharedLimiter};
     let (h, mut c) = case().await;
+    let backend = std::sync::Arc::new(chatter_worker::queue::RedisBackend::new(
+        &h.url,
+        &h.prefix,
+        h.conn.clone(),
+    ));
     // A schedule's last-fire key holding a hash: the scheduler still fires and repairs it.
     let spec = ScheduleSpec {
         name: "tick".into(),
@@ -719,7 +725,7 @@ async fn the_cron_and_rate_limit_scripts_replace_a_damaged_key() {
         requests: Some(3),
         tokens: None,
     };
-    let l = RedisLimiter::new(h.conn.clone(), &h.prefix, limits);
+    let l = SharedLimiter::new(backend.rate_log(), limits);
     c.wrong_type(format!("{}:ratelimit:{{acct}}:log", h.prefix))
         .await;
     assert_eq!(l.try_take("acct", 1).await.unwrap(), None);
