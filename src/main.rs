@@ -657,13 +657,14 @@ async fn schedules(s: &Settings, registry: &Registry, json: bool) -> anyhow::Res
         .schedules_path()
         .context("no schedules file: give --schedules or create jobs/schedules.toml")?;
     let list = chatter_worker::cron::load(&path, registry).map_err(anyhow::Error::msg)?;
-    let mut conn = queue::connect(&s.redis_url)
+    let conn = queue::connect(&s.redis_url)
         .await
         .with_context(|| format!("connecting to {}", s.redis_url))?;
+    let gate = queue::cron_gate::RedisGates::new(conn, &s.prefix);
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for sc in &list {
-        let last = chatter_worker::cron::last_fire(&mut conn, &s.prefix, &sc.spec.name).await?;
+        let last = chatter_worker::backend::CronGate::last_fire(&gate, &sc.spec.name).await?;
         let ts = |ms: Option<i64>| {
             ms.and_then(chrono::DateTime::from_timestamp_millis)
                 .map(|t| t.to_rfc3339())

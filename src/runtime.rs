@@ -181,8 +181,7 @@ pub async fn run(
         tracing::info!(schedules = schedules.len(), "cron scheduler running");
         let sc = crate::cron::Scheduler {
             schedules,
-            conn: conn.clone(),
-            prefix: settings.prefix.clone(),
+            backend: backend.clone(),
             options: settings.queue_options(),
             poll: Duration::from_secs_f64(settings.scheduler_poll_secs),
             token: ulid::Ulid::new().to_string(),

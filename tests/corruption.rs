@@ -697,8 +697,7 @@ async fn the_cron_and_rate_limit_scripts_replace_a_damaged_key() {
     };
     let mut s = Scheduler {
         schedules: vec![Schedule::parse(spec, &Registry::builtin()).unwrap()],
-        conn: h.conn.clone(),
-        prefix: h.prefix.clone(),
+        backend: backend.clone(),
         options: Default::default(),
         poll: Duration::from_millis(100),
         token: "t".into(),
