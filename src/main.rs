@@ -318,7 +318,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
                 for q in &queues {
                     let r = chatter_worker::sweep::Sweep {
                         config: Default::default(),
-                        queues: vec![q.clone()],
+                        queues: vec![std::sync::Arc::new(q.clone())],
+                        gates: std::sync::Arc::new(queue::cron_gate::RedisGates::new(
+                            q.connection(),
+                            &s.prefix,
+                        )),
                     }
                     .run_once()
                     .await?;

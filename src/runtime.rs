@@ -174,7 +174,11 @@ pub async fn run(
                 .max()
                 .unwrap_or(crate::sweep::SweepConfig::default().lease),
         },
-        queues: queues.clone(),
+        queues: queues
+            .iter()
+            .map(|q| Arc::new(q.clone()) as Arc<dyn crate::backend::Queue>)
+            .collect(),
+        gates: backend.gates(),
     };
     let sweep = tokio::spawn(sweep.run(background.clone()));
     let scheduler = (!schedules.is_empty()).then(|| {

@@ -641,7 +641,11 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
             lease: Duration::from_millis(300),
             ..Default::default()
         },
-        queues: vec![c.q.clone()],
+        queues: vec![std::sync::Arc::new(c.q.clone())],
+        gates: std::sync::Arc::new(chatter_worker::queue::cron_gate::RedisGates::new(
+            h.conn.clone(),
+            &h.prefix,
+        )),
     };
     let r = sweep.run_once().await.unwrap();
     assert_eq!(r.dead_lettered, 5, "{r:?}");
