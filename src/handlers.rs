@@ -2,9 +2,10 @@
 //! document kinds get their handlers (`chunk_document`; `embed_chunks` when `[embedding]` has a
 //! provider) and `run_workflow` its handler (`[workflows]`); without one they stay contracts
 //! only and their queues are not worked here.
+use crate::backend::Backend;
 use crate::config::{ConfigError, ProviderKind, Settings};
-use crate::outbox::RedisOutbox;
-use crate::ratelimit::{Limits, RedisLimiter};
+use crate::outbox::BackendOutbox;
+use crate::ratelimit::{Limits, SharedLimiter};
 use chatter_jobs::Registry;
 use chatter_jobs::chunk::extract::ExtractLimits;
 use chatter_jobs::chunk::extractor::Extractor;
@@ -22,7 +23,6 @@ use chatter_jobs::flow::tools::Tools;
 use chatter_jobs::flow::{Runner, WorkflowSettings};
 use chatter_jobs::maintenance::Maintenance;
 use chatter_jobs::store::{Store, StoreError};
-use redis::aio::ConnectionManager;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,11 +203,10 @@ pub fn embed_settings(s: &Settings) -> EmbedSettings {
 }
 
 /// The provider account's shared rate limit.
-pub fn limiter(s: &Settings, conn: ConnectionManager) -> Arc<dyn RateLimiter> {
+pub fn limiter(s: &Settings, backend: &dyn Backend) -> Arc<dyn RateLimiter> {
     let e = &s.embedding;
-    Arc::new(RedisLimiter::new(
-        conn,
-        &s.prefix,
+    Arc::new(SharedLimiter::new(
+        backend.rate_log(),
         Limits {
             window: Duration::from_secs_f64(e.rate_window_secs),
             requests: e.requests_per_minute,
@@ -220,17 +219,17 @@ pub fn limiter(s: &Settings, conn: ConnectionManager) -> Arc<dyn RateLimiter> {
 pub async fn embedder(
     s: &Settings,
     store: &Store,
-    conn: ConnectionManager,
+    backend: Arc<dyn Backend>,
 ) -> Result<Option<Arc<Embedder>>, HandlerError> {
     let Some(provider) = provider(s)? else {
         return Ok(None);
     };
-    let outbox = Arc::new(RedisOutbox::new(conn.clone(), &s.prefix, s.queue_options()));
+    let outbox = Arc::new(BackendOutbox::new(backend.clone(), s.queue_options()));
     let e = Embedder::new(
         provider,
         store.clone(),
         outbox,
-        limiter(s, conn),
+        limiter(s, &*backend),
         embed_settings(s),
     )
     .await?;
@@ -241,7 +240,7 @@ pub async fn embedder(
 pub fn workflow_runner(
     s: &Settings,
     store: &Store,
-    conn: ConnectionManager,
+    backend: Arc<dyn Backend>,
     embedder: Option<Arc<Embedder>>,
 ) -> Result<Runner, HandlerError> {
     let w = &s.workflows;
@@ -303,7 +302,7 @@ pub fn workflow_runner(
         max_steps: w.max_steps,
         prices: w.prices.clone().into_iter().collect(),
     };
-    let outbox = Arc::new(RedisOutbox::new(conn, &s.prefix, s.queue_options()));
+    let outbox = Arc::new(BackendOutbox::new(backend, s.queue_options()));
     Runner::new(
         settings,
         store.clone(),
@@ -322,21 +321,21 @@ pub fn workflow_runner(
 pub async fn install(
     s: &Settings,
     registry: &mut Registry,
-    conn: ConnectionManager,
+    backend: Arc<dyn Backend>,
 ) -> Result<Option<Store>, HandlerError> {
     if s.database_url.is_none() {
         return Ok(None);
     }
     let store = store(s).await?;
-    let outbox = Arc::new(RedisOutbox::new(conn.clone(), &s.prefix, s.queue_options()));
+    let outbox = Arc::new(BackendOutbox::new(backend.clone(), s.queue_options()));
     let chunker = Chunker::new(chunk_settings(s)?, store.clone(), outbox)
         .map_err(|e| ConfigError::Invalid(format!("[chunking]: {e}")))?;
     Arc::new(chunker).install(registry);
-    let embedder = embedder(s, &store, conn.clone()).await?;
+    let embedder = embedder(s, &store, backend.clone()).await?;
     if let Some(e) = &embedder {
         e.clone().install(registry);
     }
-    Arc::new(workflow_runner(s, &store, conn, embedder)?).install(registry);
+    Arc::new(workflow_runner(s, &store, backend, embedder)?).install(registry);
     Arc::new(Maintenance::new(store.clone())).install(registry);
     Ok(Some(store))
 }

@@ -1,30 +1,26 @@
-//! The Redis [`Outbox`] handlers send through: follow-up jobs onto their queues (idempotency keys
-//! honoured), events onto the events channel the job progress events share, and job and
-//! document events into the event log (`crate::events`).
-use crate::queue::{Keys, QueueOptions, RedisQueue};
+//! The [`Outbox`] handlers send through, over any backend: follow-up jobs onto their queues
+//! (idempotency keys honoured), events onto the live events channel the job progress events
+//! share, and job and document events also into the event log (`crate::events`), from which
+//! the API relays them with replay.
+use crate::backend::{Backend, QueueOptions};
 use chatter_jobs::{Job, Outbox};
 use futures::future::BoxFuture;
-use redis::aio::ConnectionManager;
 use serde_json::Value;
+use std::sync::Arc;
 
 #[derive(Clone)]
-pub struct RedisOutbox {
-    conn: ConnectionManager,
-    prefix: String,
+pub struct BackendOutbox {
+    backend: Arc<dyn Backend>,
     options: QueueOptions,
 }
 
-impl RedisOutbox {
-    pub fn new(conn: ConnectionManager, prefix: &str, options: QueueOptions) -> Self {
-        Self {
-            conn,
-            prefix: prefix.to_string(),
-            options,
-        }
+impl BackendOutbox {
+    pub fn new(backend: Arc<dyn Backend>, options: QueueOptions) -> Self {
+        Self { backend, options }
     }
 }
 
-impl Outbox for RedisOutbox {
+impl Outbox for BackendOutbox {
     fn enqueue(&self, jobs: Vec<Job>) -> BoxFuture<'_, Result<Vec<String>, String>> {
         Box::pin(async move {
             // One batch per queue, answers put back in the jobs' order.
@@ -39,8 +35,7 @@ impl Outbox for RedisOutbox {
                     .filter(|(_, j)| j.queue == name)
                     .map(|(i, j)| (i, j.clone()))
                     .unzip();
-                let q =
-                    RedisQueue::new(self.conn.clone(), &self.prefix, name, self.options.clone());
+                let q = self.backend.queue(name, self.options.clone());
                 let done = q.enqueue_batch(&batch).await.map_err(|e| e.to_string())?;
                 for (i, e) in at.into_iter().zip(done) {
                     ids[i] = e.id;
@@ -52,12 +47,8 @@ impl Outbox for RedisOutbox {
 
     fn publish(&self, event: Value) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let keys = Keys::new(&self.prefix, "");
-            let mut conn = self.conn.clone();
-            let _: i64 = redis::cmd("PUBLISH")
-                .arg(keys.events_channel())
-                .arg(event.to_string())
-                .query_async(&mut conn)
+            self.backend
+                .publish_event(&event.to_string())
                 .await
                 .map_err(|e| e.to_string())?;
             // Job and document events also go to the event log the API relays over SSE (with
@@ -67,14 +58,11 @@ impl Outbox for RedisOutbox {
                 .and_then(Value::as_str)
                 .is_some_and(|t| t.starts_with("document.") || t.starts_with("job."));
             if logged && let Some(e) = crate::events::Event::from_body(event) {
-                crate::events::append(
-                    &mut conn,
-                    &keys.event_log(),
-                    self.options.event_log_len,
-                    &[e],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
+                self.backend
+                    .event_log()
+                    .append(self.options.event_log_len, &[e])
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             Ok(())
         })

@@ -100,9 +100,12 @@ pub async fn run(
     let Some(conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
         return Ok(Vec::new());
     };
-    let redis = RedisBackend::new(&settings.redis_url, &settings.prefix, conn.clone());
-    let backend: Arc<dyn Backend> = Arc::new(redis.clone());
-    let store = handlers::install(&settings, &mut registry, conn.clone()).await?;
+    let backend: Arc<dyn Backend> = Arc::new(RedisBackend::new(
+        &settings.redis_url,
+        &settings.prefix,
+        conn.clone(),
+    ));
+    let store = handlers::install(&settings, &mut registry, backend.clone()).await?;
     let names = settings.queue_names(&registry);
     backend.register_queues(&names).await?;
     let queues: Vec<Arc<dyn Queue>> = names
@@ -168,18 +171,15 @@ pub async fn run(
                 .max()
                 .unwrap_or(crate::sweep::SweepConfig::default().lease),
         },
-        queues: names
-            .iter()
-            .map(|n| redis.redis_queue(n, settings.queue_options()))
-            .collect(),
+        queues: queues.clone(),
+        gates: backend.gates(),
     };
     let sweep = tokio::spawn(sweep.run(background.clone()));
     let scheduler = (!schedules.is_empty()).then(|| {
         tracing::info!(schedules = schedules.len(), "cron scheduler running");
         let sc = crate::cron::Scheduler {
             schedules,
-            conn: conn.clone(),
-            prefix: settings.prefix.clone(),
+            backend: backend.clone(),
             options: settings.queue_options(),
             poll: Duration::from_secs_f64(settings.scheduler_poll_secs),
             token: ulid::Ulid::new().to_string(),

@@ -2,11 +2,12 @@
 //! structure its status says it is in. A job left in none (by a hand edit, a restore, a script of
 //! an older version that failed halfway) is put back; a malformed record is dead-lettered with its
 //! reason; a key of the wrong type is set aside. Every step is atomic, so passes may overlap, but
-//! a pass reads every job key: a per-queue `SET NX` claim lets one process sweep a queue per
-//! interval, and the first pass waits a jittered interval (a deploy's processes do not sweep at
-//! once).
+//! a pass reads every job key: a per-queue gate (`Gate::Sweep`, claimed through the backend's
+//! [`Gates`]) lets one process sweep a queue per interval, and the first pass waits a jittered
+//! interval (a deploy's processes do not sweep at once).
+use crate::backend::{Gate, Gates, Queue, Result, SweepReport};
 use crate::metrics;
-use crate::queue::{RedisQueue, Result, SweepReport};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +34,9 @@ impl Default for SweepConfig {
 
 pub struct Sweep {
     pub config: SweepConfig,
-    pub queues: Vec<RedisQueue>,
+    pub queues: Vec<Arc<dyn Queue>>,
+    /// Where the once-per-interval claims are taken (`run` only; `run_once` sweeps regardless).
+    pub gates: Arc<dyn Gates>,
 }
 
 impl Sweep {
@@ -44,7 +47,7 @@ impl Sweep {
         let mut first_error = None;
         for q in &self.queues {
             match q.sweep(self.config.lease).await {
-                Ok(r) => add(&mut total, q, r),
+                Ok(r) => add(&mut total, q.name(), r),
                 Err(e) => {
                     tracing::warn!(queue = q.name(), error = %e, "consistency sweep failed");
                     first_error.get_or_insert(e);
@@ -72,7 +75,7 @@ impl Sweep {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                match claim(q, self.config.interval).await {
+                match claim(&*self.gates, q.name(), self.config.interval).await {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {
@@ -81,7 +84,7 @@ impl Sweep {
                     }
                 }
                 match q.sweep(self.config.lease).await {
-                    Ok(r) => add(&mut SweepReport::default(), q, r),
+                    Ok(r) => add(&mut SweepReport::default(), q.name(), r),
                     Err(e) => {
                         tracing::warn!(queue = q.name(), error = %e, "consistency sweep failed; the next pass retries")
                     }
@@ -91,25 +94,17 @@ impl Sweep {
     }
 }
 
-/// This process sweeps `q` this interval when it wins the queue's claim (kept 90 % of the
+/// This process sweeps `queue` this interval when it wins the queue's gate (kept 90 % of the
 /// interval, so the next one is free however the processes' timers drift).
-async fn claim(q: &RedisQueue, interval: Duration) -> Result<bool> {
-    let key = format!("{}:{{{}}}:sweep", q.keys().prefix(), q.name());
-    let won: Option<String> = redis::cmd("SET")
-        .arg(key)
-        .arg(1)
-        .arg("NX")
-        .arg("PX")
-        .arg((interval.as_millis() as u64 * 9 / 10).max(1))
-        .query_async(&mut q.connection())
-        .await?;
-    Ok(won.is_some())
+async fn claim(gates: &dyn Gates, queue: &str, interval: Duration) -> Result<bool> {
+    let ttl = (interval * 9 / 10).max(Duration::from_millis(1));
+    gates.try_claim(Gate::Sweep { queue }, "1", ttl).await
 }
 
-fn add(total: &mut SweepReport, q: &RedisQueue, r: SweepReport) {
+fn add(total: &mut SweepReport, queue: &str, r: SweepReport) {
     if r.repaired + r.dead_lettered > 0 || r.set_aside > 0 {
         tracing::warn!(
-            queue = q.name(),
+            queue,
             checked = r.checked,
             repaired = r.repaired,
             dead_lettered = r.dead_lettered,
@@ -118,7 +113,7 @@ fn add(total: &mut SweepReport, q: &RedisQueue, r: SweepReport) {
         );
     }
     if r.dead_lettered > 0 {
-        metrics::record_undecodable(q.name(), r.dead_lettered);
+        metrics::record_undecodable(queue, r.dead_lettered);
     }
     total.checked += r.checked;
     total.repaired += r.repaired;

@@ -641,7 +641,11 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
             lease: Duration::from_millis(300),
             ..Default::default()
         },
-        queues: vec![c.q.clone()],
+        queues: vec![std::sync::Arc::new(c.q.clone())],
+        gates: std::sync::Arc::new(chatter_worker::queue::cron_gate::RedisGates::new(
+            h.conn.clone(),
+            &h.prefix,
+        )),
     };
     let r = sweep.run_once().await.unwrap();
     assert_eq!(r.dead_lettered, 5, "{r:?}");
@@ -671,10 +675,16 @@ async fn the_sweep_puts_stranded_jobs_back_and_dead_letters_bad_records() {
 
 #[tokio::test]
 async fn the_cron_and_rate_limit_scripts_replace_a_damaged_key() {
+    use chatter_worker::backend::Backend;
     use chatter_worker::cron::{CatchUp, Schedule, ScheduleSpec, Scheduler};
     use chatter_worker::jobs::embed::limiter::RateLimiter;
-    use chatter_worker::ratelimit::{Limits, RedisLimiter};
+    use chatter_worker::ratelimit::{Limits, SharedLimiter};
     let (h, mut c) = case().await;
+    let backend = std::sync::Arc::new(chatter_worker::queue::RedisBackend::new(
+        &h.url,
+        &h.prefix,
+        h.conn.clone(),
+    ));
     // A schedule's last-fire key holding a hash: the scheduler still fires and repairs it.
     let spec = ScheduleSpec {
         name: "tick".into(),
@@ -691,8 +701,7 @@ async fn the_cron_and_rate_limit_scripts_replace_a_damaged_key() {
     };
     let mut s = Scheduler {
         schedules: vec![Schedule::parse(spec, &Registry::builtin()).unwrap()],
-        conn: h.conn.clone(),
-        prefix: h.prefix.clone(),
+        backend: backend.clone(),
         options: Default::default(),
         poll: Duration::from_millis(100),
         token: "t".into(),
@@ -719,7 +728,7 @@ async fn the_cron_and_rate_limit_scripts_replace_a_damaged_key() {
         requests: Some(3),
         tokens: None,
     };
-    let l = RedisLimiter::new(h.conn.clone(), &h.prefix, limits);
+    let l = SharedLimiter::new(backend.rate_log(), limits);
     c.wrong_type(format!("{}:ratelimit:{{acct}}:log", h.prefix))
         .await;
     assert_eq!(l.try_take("acct", 1).await.unwrap(), None);

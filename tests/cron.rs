@@ -7,7 +7,7 @@ mod common;
 
 use chatter_worker::cron::{CatchUp, Schedule, ScheduleSpec, Scheduler, load};
 use chatter_worker::jobs::Registry;
-use chatter_worker::queue::QueueOptions;
+use chatter_worker::queue::{Keys, QueueOptions, RedisBackend};
 use chrono::{DateTime, TimeZone, Utc};
 use std::time::Duration;
 
@@ -179,8 +179,7 @@ async fn scheduler(h: &common::Harness, specs: &[ScheduleSpec]) -> Scheduler {
             .iter()
             .map(|s| Schedule::parse(s.clone(), &r).unwrap())
             .collect(),
-        conn: h.conn.clone(),
-        prefix: h.prefix.clone(),
+        backend: std::sync::Arc::new(RedisBackend::new(&h.url, &h.prefix, h.conn.clone())),
         options: QueueOptions::default(),
         poll: Duration::from_millis(100),
         token: ulid::Ulid::new().to_string(),
@@ -276,7 +275,7 @@ async fn a_claim_left_by_a_dead_process_is_taken_over() {
     a.pass(t0).await.unwrap();
     // A process claimed tick 1 and died before enqueueing it.
     let tick1 = (t0 + chrono::Duration::seconds(1)).timestamp_millis();
-    let gate = chatter_worker::cron::gate_key(&h.prefix, "every_second", tick1);
+    let gate = Keys::cron_tick(&h.prefix, "every_second", tick1);
     let mut conn = h.conn.clone();
     let _: () = redis::cmd("SET")
         .arg(&gate)

@@ -663,17 +663,19 @@ async fn a_batch_of_an_earlier_attempt_cannot_complete_the_document() {
 
 #[tokio::test]
 async fn the_shared_limit_counts_tokens_and_requests_in_a_sliding_window() {
+    use chatter_worker::backend::Backend;
     use chatter_worker::jobs::embed::limiter::{LimitError, RateLimiter};
-    use chatter_worker::ratelimit::{Limits, RedisLimiter};
+    use chatter_worker::ratelimit::{Limits, SharedLimiter};
     let h = common::setup().await;
+    let backend = chatter_worker::queue::RedisBackend::new(&h.url, &h.prefix, h.conn.clone());
     let limits = Limits {
         window: Duration::from_millis(1000),
         requests: Some(3),
         tokens: Some(100),
     };
-    let a = RedisLimiter::new(h.conn.clone(), &h.prefix, limits);
+    let a = SharedLimiter::new(backend.rate_log(), limits);
     // A second process's limiter on the same account shares the budget.
-    let b = RedisLimiter::new(h.conn.clone(), &h.prefix, limits);
+    let b = SharedLimiter::new(backend.rate_log(), limits);
     assert_eq!(a.try_take("acct", 60).await.unwrap(), None);
     let wait = b
         .try_take("acct", 50)

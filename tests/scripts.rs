@@ -1,5 +1,6 @@
 //! One test per Lua script (src/queue/scripts/*.lua), each against the real Redis: seed, call the
-//! script through its `RedisQueue` method, compare the return value and the keys it touched.
+//! script through its `RedisQueue` (or `RedisGates`) method, compare the return value and the keys
+//! it touched. `rate_take.lua` is tested by embedding.rs (the shared limit) and corruption.rs.
 mod common;
 
 use chatter_worker::jobs::{JobBuilder, Priority};
@@ -516,4 +517,114 @@ async fn retention_zero_and_a_zero_idempotency_ttl_keep_the_queue_consistent() {
         q.field(&plain.id, "status").await.unwrap().as_deref(),
         Some("pending")
     );
+}
+
+#[tokio::test]
+async fn gate_release_script() {
+    use chatter_worker::backend::{Gate, Gates};
+    let h = setup().await;
+    let gates = chatter_worker::queue::cron_gate::RedisGates::new(h.conn.clone(), &h.prefix);
+    let mut c = h.conn.clone();
+    let gate = Gate::Sweep { queue: "s" };
+    let key = chatter_worker::queue::Keys::new(&h.prefix, "s").sweep_gate();
+    let ttl = Duration::from_secs(60);
+    assert!(gates.try_claim(gate, "a", ttl).await.unwrap());
+    assert!(!gates.try_claim(gate, "b", ttl).await.unwrap(), "held by a");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 60_000, "{pttl}");
+    // Only the holder gives it back.
+    gates.release(gate, "b").await.unwrap();
+    let v: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("a"));
+    gates.release(gate, "a").await.unwrap();
+    let v: Option<String> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(v, None);
+    assert!(gates.try_claim(gate, "b", ttl).await.unwrap(), "free again");
+    // A key of another type is left alone (and is no error).
+    let tick = Gate::CronTick {
+        schedule: "x",
+        tick_ms: 1,
+    };
+    let tick_key = chatter_worker::queue::Keys::cron_tick(&h.prefix, "x", 1);
+    let _: i64 = redis::cmd("HSET")
+        .arg(&tick_key)
+        .arg("f")
+        .arg("a")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    gates.release(tick, "a").await.unwrap();
+    let t: String = redis::cmd("TYPE")
+        .arg(&tick_key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(t, "hash");
+}
+
+#[tokio::test]
+async fn cron_advance_script() {
+    use chatter_worker::backend::CronGate;
+    let h = setup().await;
+    let gate = chatter_worker::queue::cron_gate::RedisGates::new(h.conn.clone(), &h.prefix);
+    let mut c = h.conn.clone();
+    let key = chatter_worker::queue::Keys::cron_last(&h.prefix, "s");
+    assert_eq!(gate.last_fire("s").await.unwrap(), None, "never fired");
+    gate.advance_last_fire("s", 100).await.unwrap();
+    gate.advance_last_fire("s", 50).await.unwrap();
+    assert_eq!(gate.last_fire("s").await.unwrap(), Some(100), "never back");
+    gate.advance_last_fire("s", 200).await.unwrap();
+    assert_eq!(gate.last_fire("s").await.unwrap(), Some(200));
+    // Text, then a hash: each reads as never fired and is replaced by the next advance.
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg("x")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(gate.last_fire("s").await.unwrap(), None);
+    gate.advance_last_fire("s", 10).await.unwrap();
+    assert_eq!(gate.last_fire("s").await.unwrap(), Some(10));
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(&key)
+        .arg("f")
+        .arg("v")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(gate.last_fire("s").await.unwrap(), None);
+    gate.advance_last_fire("s", 5).await.unwrap();
+    assert_eq!(gate.last_fire("s").await.unwrap(), Some(5));
+    // A tick marked done replaces its claim; the clock is Redis's.
+    assert!(!gate.is_done("s", 1000).await.unwrap());
+    gate.mark_done("s", 1000, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(gate.is_done("s", 1000).await.unwrap());
+    let skew = gate
+        .now()
+        .await
+        .unwrap()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+        - chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+    assert!(skew.abs() < 60.0, "{skew}");
 }

@@ -3,13 +3,18 @@
 //! A queue handle is a [`Queue`]: a [`Producer`] (enqueue), [`Claims`] (a worker's fetch, finish,
 //! heartbeat, progress), [`Upkeep`] (rescue, trim, sweep, stats: safe in every process at once)
 //! and [`Inspect`] (operators' show, cancel, replay, pause). A [`Backend`] opens queue handles and
-//! owns what spans queues: the queue registry, the idle fetcher's wake-up, cancel requests.
+//! owns what spans queues: the queue registry, the idle fetcher's wake-up, cancel requests,
+//! the cross-process gates of cron and sweep ([`cron`]) and the shared rate limits ([`ratelimit`]).
 //! The Redis implementation is `crate::queue`; nothing outside it speaks Redis.
+pub mod cron;
 pub mod error;
 pub mod model;
+pub mod ratelimit;
 
+pub use cron::{CronGate, Gate, Gates};
 pub use error::{QueueError, Result};
 pub use model::*;
+pub use ratelimit::RateLog;
 
 use crate::events::{Event, Logged, StreamId};
 use async_trait::async_trait;
@@ -186,4 +191,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Ids of `queue`'s running jobs as their cancellation is requested. The stream ends when the
     /// subscription breaks (callers subscribe again; heartbeats also carry requests).
     async fn cancel_requests(&self, queue: &str) -> Result<BoxStream<'static, String>>;
+    /// Once-per-interval claims (the sweep's; the cron ticks' through [`Backend::cron_gate`]).
+    fn gates(&self) -> Arc<dyn Gates>;
+    /// The cron scheduler's gates, last fires and clock.
+    fn cron_gate(&self) -> Arc<dyn CronGate>;
+    /// The providers' shared rate-limit logs.
+    fn rate_log(&self) -> Arc<dyn RateLog>;
+    /// Send an event body to the live events channel (job progress, token deltas): whoever
+    /// listens now gets it, nothing is kept (the event log keeps what must be replayable).
+    async fn publish_event(&self, body: &str) -> Result<()>;
 }

@@ -9,7 +9,7 @@
 //!   and server: in memory, and with its PostgreSQL checkpointer.
 use super::chat_server::ChatServer;
 use crate::cli::WorkflowsBenchArgs;
-use crate::outbox::RedisOutbox;
+use crate::outbox::BackendOutbox;
 use crate::pool::{self, PoolConfig};
 use crate::queue::{self, QueueOptions, RedisBackend, RedisQueue};
 use chatter_jobs::chunk::guard::Guard;
@@ -253,9 +253,8 @@ async fn end_to_end(
         api_key: None,
         timeout: Duration::from_secs(30),
     })?;
-    let outbox = Arc::new(RedisOutbox::new(
-        conn.clone(),
-        &prefix,
+    let outbox = Arc::new(BackendOutbox::new(
+        Arc::new(queue::RedisBackend::new(redis_url, &prefix, conn.clone())),
         QueueOptions::default(),
     ));
     let runner = Runner::new(

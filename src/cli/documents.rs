@@ -1,13 +1,12 @@
 //! The commands on documents and their store: `migrate` (create the absent tables), `ingest`
 //! (register files as documents and enqueue their chunking; exit 2 when any failed) and `search`
 //! (top-k chunks for a query, through the configured embedding provider).
-use super::context::queue_handle;
+use super::context::{backend, queue_handle};
 use crate::cli::{IngestArgs, SearchArgs};
 use crate::config::Settings;
 use crate::handlers;
 use crate::ingest::{self, IngestOptions};
 use crate::jobs::registry::queues;
-use crate::queue;
 use anyhow::Context;
 
 /// `migrate`.
@@ -44,10 +43,7 @@ pub async fn ingest(s: &Settings, a: IngestArgs, json: bool) -> anyhow::Result<(
 /// `search QUERY`.
 pub async fn search(s: &Settings, a: SearchArgs, json: bool) -> anyhow::Result<()> {
     let store = handlers::store(s).await?;
-    let conn = queue::connect(&s.redis_url)
-        .await
-        .with_context(|| format!("connecting to {}", s.redis_url))?;
-    let embedder = handlers::embedder(s, &store, conn)
+    let embedder = handlers::embedder(s, &store, backend(s).await?)
         .await?
         .context("search needs an embedding provider: [embedding] in the config, or --model-dir")?;
     if a.k == 0 {

@@ -1,7 +1,7 @@
 //! `queues`: the depth per state of every known queue (a table, or JSON), pause and resume of one,
 //! and one consistency sweep of one queue or all of them. A queue must be known to be paused or
 //! swept, so a typo does not act on a queue nobody reads.
-use super::context::{all_queues, known_queue};
+use super::context::{all_queues, backend, known_queue};
 use crate::cli::QueuesAction;
 use crate::config::Settings;
 use crate::jobs::Registry;
@@ -64,13 +64,13 @@ pub async fn run(
                 Some(q) => vec![known_queue(s, registry, &q).await?],
                 None => all_queues(s, registry).await?,
             };
+            let gates = backend(s).await?.gates();
             let mut rows = Vec::new();
             for q in &queues {
-                // Until the sweep's claim is behind the backend: the Redis queue of that name.
-                let redis = crate::queue::RedisBackend::connect(&s.redis_url, &s.prefix).await?;
                 let r = crate::sweep::Sweep {
                     config: Default::default(),
-                    queues: vec![redis.redis_queue(q.name(), s.queue_options())],
+                    queues: vec![q.clone()],
+                    gates: gates.clone(),
                 }
                 .run_once()
                 .await?;

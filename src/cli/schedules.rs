@@ -1,9 +1,9 @@
 //! `schedules`: every cron schedule of the schedules file (`--schedules`, else
-//! `jobs/schedules.toml`) with its next fire (computed now) and its last (recorded in Redis by
-//! the scheduler), as a table or JSON.
+//! `jobs/schedules.toml`) with its next fire (computed now) and its last (recorded in the backend
+//! by the scheduler), as a table or JSON.
+use super::context::backend;
 use crate::config::Settings;
 use crate::jobs::Registry;
-use crate::queue;
 use anyhow::Context;
 
 /// `schedules`: every schedule with its next fire and its last (from Redis).
@@ -12,13 +12,11 @@ pub async fn run(s: &Settings, registry: &Registry, json: bool) -> anyhow::Resul
         .schedules_path()
         .context("no schedules file: give --schedules or create jobs/schedules.toml")?;
     let list = crate::cron::load(&path, registry).map_err(anyhow::Error::msg)?;
-    let mut conn = queue::connect(&s.redis_url)
-        .await
-        .with_context(|| format!("connecting to {}", s.redis_url))?;
+    let gate = backend(s).await?.cron_gate();
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for sc in &list {
-        let last = crate::cron::last_fire(&mut conn, &s.prefix, &sc.spec.name).await?;
+        let last = gate.last_fire(&sc.spec.name).await?;
         let ts = |ms: Option<i64>| {
             ms.and_then(chrono::DateTime::from_timestamp_millis)
                 .map(|t| t.to_rfc3339())

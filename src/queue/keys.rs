@@ -99,6 +99,22 @@ impl Keys {
     pub fn registry(prefix: &str) -> String {
         format!("{prefix}:queues")
     }
+    /// STRING gate claiming this queue's consistency sweep for one interval.
+    pub fn sweep_gate(&self) -> String {
+        format!("{}:sweep", self.base)
+    }
+    /// STRING gate of one cron tick: `claimed:<process>` briefly, then `done`.
+    pub fn cron_tick(prefix: &str, schedule: &str, tick_ms: i64) -> String {
+        format!("{prefix}:cron:{schedule}:{tick_ms}")
+    }
+    /// STRING: a schedule's last fired (or passed) tick, ms.
+    pub fn cron_last(prefix: &str, schedule: &str) -> String {
+        format!("{prefix}:cron:{schedule}:last")
+    }
+    /// ZSET: a provider account's rate-limit log (`id:tokens` by grant time, ms).
+    pub fn rate_log(prefix: &str, account: &str) -> String {
+        format!("{prefix}:ratelimit:{{{account}}}:log")
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The Redis queue behind the backend traits: [`RedisQueue`] serves every per-queue role by its
 //! own methods, and [`RedisBackend`] (a URL, a prefix and a shared connection) opens queues, wakes
 //! idle fetchers with a blocking pop on a connection of their own, and streams cancel requests
-//! from pub/sub.
+//! from pub/sub; the gates, cron marks and rate logs are `cron_gate` and `rate_log`.
+use super::cron_gate::RedisGates;
+use super::rate_log::RedisRateLog;
 use super::{ConnectionManager, RedisQueue, Result, connect_until, known_queues};
 use crate::backend::{self as b, Backend, Queue, QueueOptions, WorkSignal};
 use crate::events::{self, Event, Logged, StreamId};
@@ -279,6 +281,23 @@ impl Backend for RedisBackend {
             .into_on_message()
             .map(|m| m.get_payload::<String>().unwrap_or_default())
             .boxed())
+    }
+    fn gates(&self) -> Arc<dyn b::Gates> {
+        Arc::new(RedisGates::new(self.conn.clone(), &self.prefix))
+    }
+    fn cron_gate(&self) -> Arc<dyn b::CronGate> {
+        Arc::new(RedisGates::new(self.conn.clone(), &self.prefix))
+    }
+    fn rate_log(&self) -> Arc<dyn b::RateLog> {
+        Arc::new(RedisRateLog::new(self.conn.clone(), &self.prefix))
+    }
+    async fn publish_event(&self, body: &str) -> Result<()> {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(super::Keys::new(&self.prefix, "").events_channel())
+            .arg(body)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 }
 

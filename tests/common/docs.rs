@@ -9,8 +9,8 @@ use chatter_worker::jobs::chunk::{ChunkSettings, Chunker};
 use chatter_worker::jobs::kinds::documents::{ChunkDocumentArgs, chunk_job};
 use chatter_worker::jobs::store::{NewDocument, Store};
 use chatter_worker::jobs::{Job, Registry};
-use chatter_worker::outbox::RedisOutbox;
-use chatter_worker::queue::{QueueOptions, RedisQueue};
+use chatter_worker::outbox::BackendOutbox;
+use chatter_worker::queue::{QueueOptions, RedisBackend, RedisQueue};
 use sqlx::Row;
 use std::io::Write;
 use std::path::PathBuf;
@@ -74,10 +74,10 @@ impl DocKit {
         s
     }
 
-    pub fn outbox(&self) -> Arc<RedisOutbox> {
-        Arc::new(RedisOutbox::new(
-            self.h.conn.clone(),
-            &self.h.prefix,
+    pub fn outbox(&self) -> Arc<BackendOutbox> {
+        let backend = RedisBackend::new(&self.h.url, &self.h.prefix, self.h.conn.clone());
+        Arc::new(BackendOutbox::new(
+            Arc::new(backend),
             QueueOptions::default(),
         ))
     }
