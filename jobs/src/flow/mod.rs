@@ -18,7 +18,7 @@ use crate::embed::openai::chain;
 use crate::kinds::workflows::{RUN_WORKFLOW, RunWorkflowArgs, check_run};
 use crate::outbox::Outbox;
 use crate::registry::{Registry, queues};
-use crate::store::Store;
+use crate::store::WorkflowStore;
 use crate::store::workflows::{Begun, Ending, NewExecution};
 use crate::{Job, JobContext, JobError};
 use chat::ChatClient;
@@ -73,7 +73,7 @@ impl Default for WorkflowSettings {
 
 pub struct Runner {
     settings: WorkflowSettings,
-    store: Store,
+    store: Arc<dyn WorkflowStore>,
     outbox: Arc<dyn Outbox>,
     /// Chat providers by name; `default` serves nodes that name none (or an unknown one when
     /// only one provider is configured).
@@ -89,7 +89,7 @@ impl Runner {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: WorkflowSettings,
-        store: Store,
+        store: impl WorkflowStore + 'static,
         outbox: Arc<dyn Outbox>,
         providers: Vec<ChatClient>,
         default_provider: Option<String>,
@@ -115,7 +115,7 @@ impl Runner {
             .map_err(|e| e.to_string())?;
         Ok(Self {
             settings,
-            store,
+            store: Arc::new(store),
             outbox,
             providers,
             default_provider,
