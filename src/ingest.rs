@@ -9,7 +9,7 @@ use crate::backend::Queue;
 use chatter_jobs::Job;
 use chatter_jobs::chunk::source::resolve_under_root;
 use chatter_jobs::kinds::documents::{ChunkDocumentArgs, chunk_job};
-use chatter_jobs::store::{DocumentStatus, NewDocument, Store};
+use chatter_jobs::store::{DocumentStatus, DocumentStore, NewDocument, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};

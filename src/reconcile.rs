@@ -4,7 +4,7 @@
 //! pass ends it from the job's state in Redis. Safe in every process at once (each row is
 //! closed by a conditional update).
 use crate::backend::Queue;
-use chatter_jobs::store::Store;
+use chatter_jobs::store::{Store, WorkflowStore};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -346,7 +346,7 @@ async fn rerunning_a_document_replaces_its_chunks() {
     let rows: i64 =
         sqlx::query_scalar("SELECT count(*) FROM document_chunks WHERE document_id = $1")
             .bind(&id)
-            .fetch_one(k.store.pool())
+            .fetch_one(&k.db)
             .await
             .unwrap();
     assert_eq!(rows as usize, second.chunks.len(), "exactly one set");
@@ -561,7 +561,7 @@ async fn chunk_count_and_extraction_time_limits_fail_the_document() {
 #[tokio::test]
 async fn a_run_that_lost_the_document_changes_nothing() {
     use chatter_worker::jobs::store::documents::Extracted;
-    use chatter_worker::jobs::store::{Run, StoreError};
+    use chatter_worker::jobs::store::{DocumentStore, Run, StoreError};
     let k = doc_kit().await;
     let id = k.register("x.txt").await;
     let old = Run {

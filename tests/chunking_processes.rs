@@ -38,7 +38,7 @@ async fn a_worker_killed_mid_transaction_leaves_one_consistent_set() {
     assert_eq!(first.status, "processed");
 
     // Hold one of the old chunks: the re-run's replacing transaction blocks in its DELETE.
-    let mut hold = k.store.pool().begin().await.unwrap();
+    let mut hold = k.db.begin().await.unwrap();
     sqlx::query("SELECT id FROM document_chunks WHERE document_id = $1 LIMIT 1 FOR UPDATE")
         .bind(&id)
         .execute(&mut *hold)
@@ -58,7 +58,7 @@ async fn a_worker_killed_mid_transaction_leaves_one_consistent_set() {
                 "SELECT count(*) FROM pg_stat_activity
              WHERE wait_event_type = 'Lock' AND query LIKE 'DELETE FROM document_chunks%'",
             )
-            .fetch_one(k.store.pool())
+            .fetch_one(&k.db)
             .await
             .unwrap();
             waiting > 0
@@ -147,7 +147,7 @@ async fn migrate_creates_the_tables_once() {
     let k = doc_kit().await;
     let schema = format!("{}_m", k.schema);
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(k.store.pool())
+        .execute(&k.db)
         .await
         .unwrap();
     let url = k.url.replace(&k.schema, &schema);
@@ -167,7 +167,7 @@ async fn migrate_creates_the_tables_once() {
          ORDER BY 1",
     )
     .bind(&schema)
-    .fetch_all(k.store.pool())
+    .fetch_all(&k.db)
     .await
     .unwrap();
     assert_eq!(

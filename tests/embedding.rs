@@ -14,7 +14,7 @@ use chatter_worker::jobs::JobError;
 use chatter_worker::jobs::embed::limiter::Unlimited;
 use chatter_worker::jobs::embed::local::{Local, LocalOptions};
 use chatter_worker::jobs::embed::provider::{Provider, RequestLimits};
-use chatter_worker::jobs::store::vectors::search_sql;
+use chatter_worker::jobs::store::{DocumentStore, VectorStore, search_sql};
 use common::wait_until;
 use docs::{LIMIT, doc_kit, prose};
 use embed::*;
@@ -166,7 +166,7 @@ async fn a_document_is_processed_once_its_last_batch_lands() {
         "SELECT DISTINCT embedding_model, embedding_dimensions FROM document_chunks WHERE document_id = $1",
     )
     .bind(&doc.id)
-    .fetch_one(k.store.pool())
+    .fetch_one(&k.db)
     .await
     .unwrap();
     assert_eq!((model.as_str(), dims), ("fake-embedding-model", 16));
@@ -327,7 +327,7 @@ async fn search_uses_the_hnsw_index_and_recalls_what_exact_search_finds() {
     )
     .await;
     let t = e.tables().clone();
-    let pool = k.store.pool();
+    let pool = &k.db;
     // 20,000 chunks in 4 documents of 2 owners, their vectors loaded in bulk, then the index
     // built again by the worker's own definition.
     let n = 20_000;
@@ -478,7 +478,7 @@ async fn spaces_over_2000_dimensions_keep_full_vectors_and_index_halfvec() {
         e.tables().vectors
     )))
     .bind(&first.id)
-    .fetch_one(k.store.pool())
+    .fetch_one(&k.db)
     .await
     .unwrap();
     assert_eq!(dims, 3072);
@@ -491,7 +491,7 @@ async fn spaces_over_2000_dimensions_keep_full_vectors_and_index_halfvec() {
         e.tables().vectors
     )))
     .bind(&first.id)
-    .fetch_one(k.store.pool())
+    .fetch_one(&k.db)
     .await
     .unwrap();
     assert!(

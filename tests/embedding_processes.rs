@@ -167,7 +167,7 @@ async fn ingesting_the_same_corpus_twice_sends_no_provider_request() {
         "SELECT (SELECT count(*) FROM documents WHERE status = 'processed'),
                 (SELECT count(*) FROM document_chunks WHERE embedding_model = 'fake-embedding-model')",
     )
-    .fetch_one(k.store.pool())
+    .fetch_one(&k.db)
     .await
     .unwrap();
     assert_eq!(docs, 8);
@@ -199,7 +199,7 @@ async fn a_2000_chunk_document_survives_a_killed_worker_and_completes_once() {
     let space: String = {
         wait_until(Duration::from_secs(60), "the vector space", || async {
             sqlx::query("SELECT 1 FROM embedding_spaces")
-                .fetch_optional(k.store.pool())
+                .fetch_optional(&k.db)
                 .await
                 .ok()
                 .flatten()
@@ -207,14 +207,14 @@ async fn a_2000_chunk_document_survives_a_killed_worker_and_completes_once() {
         })
         .await;
         sqlx::query_scalar("SELECT vector_table FROM embedding_spaces")
-            .fetch_one(k.store.pool())
+            .fetch_one(&k.db)
             .await
             .unwrap()
     };
     let count_sql = format!("SELECT count(*) FROM {space}");
     let vectors = || async {
         sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql.clone()))
-            .fetch_one(k.store.pool())
+            .fetch_one(&k.db)
             .await
             .unwrap()
     };
@@ -235,7 +235,7 @@ async fn a_2000_chunk_document_survives_a_killed_worker_and_completes_once() {
                 (SELECT count(*) FROM document_chunks c WHERE NOT EXISTS
                     (SELECT 1 FROM {space} v WHERE v.chunk_id = c.id))"
     )))
-    .fetch_one(k.store.pool())
+    .fetch_one(&k.db)
     .await
     .unwrap();
     assert_eq!(

@@ -30,7 +30,7 @@ async fn column(pool: &sqlx::PgPool, sql: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn each_maintenance_job_changes_what_it_should_once() {
     let k = doc_kit().await;
-    let pool = k.store.pool().clone();
+    let pool = k.db.clone();
     let m = Maintenance::new(k.store.clone());
     let days = |n: i64| format!("now() - interval '{n} days'");
 

@@ -19,6 +19,7 @@ use chatter_worker::jobs::flow::chat::{ChatClient, ChatConfig};
 use chatter_worker::jobs::flow::tools::{ToolSpec, Tools};
 use chatter_worker::jobs::flow::{Price, Runner, WorkflowSettings};
 use chatter_worker::jobs::kinds::workflows::{RUN_WORKFLOW, RunWorkflowArgs, run_job};
+use chatter_worker::jobs::store::WorkflowStore;
 use chatter_worker::jobs::{Job, Registry};
 use chatter_worker::queue::RedisQueue;
 use common::{PoolHandle, pool_config, wait_until};

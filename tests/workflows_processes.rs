@@ -9,6 +9,7 @@ mod docs;
 
 use chatter_worker::bench::chat_server::{ChatServer, Reply};
 use chatter_worker::jobs::kinds::workflows::{RunWorkflowArgs, run_job};
+use chatter_worker::jobs::store::WorkflowStore;
 use common::{WorkerProcess, wait_until};
 use docs::{DocKit, LIMIT, doc_kit};
 use serde_json::{Value, json};
@@ -89,7 +90,7 @@ async fn a_worker_killed_after_a_model_call_is_resumed_without_repeating_it() {
     let steps: i64 =
         sqlx::query_scalar("SELECT count(*) FROM workflow_steps WHERE execution_id = $1")
             .bind(&job.id)
-            .fetch_one(k.store.pool())
+            .fetch_one(&k.db)
             .await
             .unwrap();
     assert_eq!(steps, 2, "start and first checkpointed");

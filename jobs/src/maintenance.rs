@@ -1,5 +1,6 @@
-//! Chatter's maintenance jobs as real SQL against its tables (CHATTER_CONTRACTS.md, "Seeded
-//! cron schedules"). Each is safe to run twice: a second run finds nothing left to change.
+//! Chatter's maintenance jobs (CHATTER_CONTRACTS.md, "Seeded cron schedules"): the policy here,
+//! the writes in the store's maintenance role. Each is safe to run twice: a second run finds
+//! nothing left to change.
 //! - `database_maintenance`: audit_logs older than 365 days deleted, then VACUUM ANALYZE.
 //! - `document_archiving`: processed documents unchanged for 90 days, or older than 365 days,
 //!   become `archived`.
@@ -12,19 +13,31 @@ use crate::kinds::maintenance::{
     check_no_args,
 };
 use crate::registry::{Registry, queues};
-use crate::store::Store;
+use crate::store::MaintenanceStore;
 use crate::{ErrorExt, JobError};
 use serde_json::{Value, json};
-use sqlx::Row;
 use std::sync::Arc;
 
+/// Audit log entries older than this are deleted.
+const AUDIT_LOG_DAYS: i32 = 365;
+/// Processed documents unchanged this long are archived,
+const DOCUMENT_IDLE_DAYS: i32 = 90;
+/// and so are those older than this.
+const DOCUMENT_AGE_DAYS: i32 = 365;
+/// Active conversations idle this long are archived.
+const CONVERSATION_IDLE_DAYS: i32 = 180;
+/// Archived conversations untouched this long are deleted with their messages.
+const CONVERSATION_DELETE_DAYS: i32 = 730;
+
 pub struct Maintenance {
-    store: Store,
+    store: Arc<dyn MaintenanceStore>,
 }
 
 impl Maintenance {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: impl MaintenanceStore + 'static) -> Self {
+        Self {
+            store: Arc::new(store),
+        }
     }
 
     pub fn install(self: Arc<Self>, registry: &mut Registry) {
@@ -58,113 +71,39 @@ impl Maintenance {
     }
 
     async fn database(&self) -> Result<Value, JobError> {
-        let pool = self.store.pool();
-        let deleted =
-            sqlx::query("DELETE FROM audit_logs WHERE created_at < now() - interval '365 days'")
-                .execute(pool)
-                .await
-                .retryable()?
-                .rows_affected();
-        // Outside a transaction (the simple protocol): VACUUM refuses to run inside one.
-        sqlx::raw_sql("VACUUM ANALYZE")
-            .execute(pool)
+        let deleted = self
+            .store
+            .purge_audit_logs(AUDIT_LOG_DAYS)
             .await
             .retryable()?;
+        self.store.vacuum_analyze().await.retryable()?;
         Ok(json!({"audit_logs_deleted": deleted, "vacuum_analyze": true}))
     }
 
     async fn documents(&self) -> Result<Value, JobError> {
-        let archived = sqlx::query(
-            "UPDATE documents SET status = 'archived', updated_at = now()
-              WHERE status = 'processed'
-                AND (updated_at < now() - interval '90 days'
-                     OR created_at < now() - interval '365 days')",
-        )
-        .execute(self.store.pool())
-        .await
-        .retryable()?
-        .rows_affected();
+        let archived = self
+            .store
+            .archive_documents(DOCUMENT_IDLE_DAYS, DOCUMENT_AGE_DAYS)
+            .await
+            .retryable()?;
         Ok(json!({"documents_archived": archived}))
     }
 
     async fn conversations(&self) -> Result<Value, JobError> {
-        let pool = self.store.pool();
-        let mut tx = pool.begin().await.retryable()?;
-        // Messages first: a database Chatter created may not cascade.
-        sqlx::query(
-            "DELETE FROM messages WHERE conversation_id IN (
-                SELECT id FROM conversations
-                 WHERE status = 'archived' AND updated_at < now() - interval '730 days')",
-        )
-        .execute(&mut *tx)
-        .await
-        .retryable()?;
-        let deleted = sqlx::query(
-            "DELETE FROM conversations
-              WHERE status = 'archived' AND updated_at < now() - interval '730 days'",
-        )
-        .execute(&mut *tx)
-        .await
-        .retryable()?
-        .rows_affected();
-        let archived = sqlx::query(
-            "UPDATE conversations SET status = 'archived', updated_at = now()
-              WHERE status = 'active'
-                AND COALESCE(last_message_at, updated_at) < now() - interval '180 days'",
-        )
-        .execute(&mut *tx)
-        .await
-        .retryable()?
-        .rows_affected();
-        tx.commit().await.retryable()?;
-        Ok(json!({"conversations_archived": archived, "conversations_deleted": deleted}))
+        let done = self
+            .store
+            .clean_conversations(CONVERSATION_IDLE_DAYS, CONVERSATION_DELETE_DAYS)
+            .await
+            .retryable()?;
+        Ok(json!({"conversations_archived": done.archived, "conversations_deleted": done.deleted}))
     }
 
     async fn vectors(&self) -> Result<Value, JobError> {
-        let pool = self.store.pool();
-        let rows = sqlx::query(
-            "SELECT i.schemaname, i.indexname, i.tablename
-               FROM pg_indexes i
-               JOIN pg_class c ON c.relname = i.indexname
-               JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = i.schemaname
-               JOIN pg_index x ON x.indexrelid = c.oid
-              WHERE i.indexdef ILIKE '%USING hnsw%'
-                AND x.indisvalid
-                AND i.schemaname = ANY (current_schemas(false))
-              ORDER BY i.indexname",
-        )
-        .fetch_all(pool)
-        .await
-        .retryable()?;
-        let mut report = Vec::new();
-        for r in rows {
-            let schema: String = r.try_get("schemaname").retryable()?;
-            let index: String = r.try_get("indexname").retryable()?;
-            let table: String = r.try_get("tablename").retryable()?;
-            let qi = format!("{}.{}", ident(&schema), ident(&index));
-            let qt = format!("{}.{}", ident(&schema), ident(&table));
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "REINDEX INDEX CONCURRENTLY {qi}"
-            )))
-            .execute(pool)
-            .await
-            .retryable()?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("ANALYZE {qt}")))
-                .execute(pool)
-                .await
-                .retryable()?;
-            let bytes: i64 = sqlx::query_scalar("SELECT pg_relation_size($1::regclass)")
-                .bind(&qi)
-                .fetch_one(pool)
-                .await
-                .retryable()?;
-            report.push(json!({"index": index, "table": table, "bytes": bytes}));
-        }
+        let rebuilt = self.store.rebuild_vector_indexes().await.retryable()?;
+        let report: Vec<Value> = rebuilt
+            .into_iter()
+            .map(|r| json!({"index": r.index, "table": r.table, "bytes": r.bytes}))
+            .collect();
         Ok(json!({"indexes": report}))
     }
-}
-
-/// A quoted SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }

@@ -11,7 +11,7 @@ use chatter_jobs::chunk::split::{self, SplitParams};
 use chatter_jobs::chunk::tokenizer::Tokenizer;
 use chatter_jobs::embed::local::{Local, LocalOptions};
 use chatter_jobs::registry::queues;
-use chatter_jobs::store::{Store, sqlx};
+use chatter_jobs::store::Store;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -343,12 +343,7 @@ async fn ingest_corpus(
     let admin = Store::connect(database_url, 2)
         .await
         .map_err(|e| e.to_string())?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE SCHEMA IF NOT EXISTS {tag}"
-    )))
-    .execute(admin.pool())
-    .await
-    .map_err(|e| e.to_string())?;
+    admin.create_schema(&tag).await.map_err(|e| e.to_string())?;
     let sep = if database_url.contains('?') { '&' } else { '?' };
     let url = format!("{database_url}{sep}options=-csearch_path%3D{tag},public");
     let root = work.join("documents");
@@ -387,12 +382,8 @@ async fn ingest_corpus(
     let store = Store::connect(&url, 4).await.map_err(|e| e.to_string())?;
     // Wait for the worker's migrations (in this run's schema).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let ready = format!("SELECT to_regclass('{tag}.embedding_spaces') IS NOT NULL");
-    while !sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(ready.clone()))
-        .fetch_one(store.pool())
-        .await
-        .unwrap_or(false)
-    {
+    let ready = format!("{tag}.embedding_spaces");
+    while !store.has_table(&ready).await.unwrap_or(false) {
         if Instant::now() > deadline {
             return Err("the worker did not start".into());
         }
@@ -414,18 +405,12 @@ async fn ingest_corpus(
     let seconds = started.elapsed().as_secs_f64();
     let rss = peak_rss_mb(pid).unwrap_or(0.0);
     let _ = child.kill().await;
-    let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM document_chunks")
-        .fetch_one(store.pool())
-        .await
-        .map_err(|e| e.to_string())?;
+    let chunks = store.count_chunks().await.map_err(|e| e.to_string())?;
     let failed = done
         .iter()
         .filter(|d| d.status.map(|s| s.as_str()) != Some("processed"))
         .count();
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {tag} CASCADE")))
-        .execute(admin.pool())
-        .await
-        .map_err(|e| e.to_string())?;
+    admin.drop_schema(&tag).await.map_err(|e| e.to_string())?;
     Ok(Ingestion {
         documents: done.len(),
         chunks,

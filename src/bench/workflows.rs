@@ -18,7 +18,8 @@ use chatter_jobs::flow::tools::Tools;
 use chatter_jobs::flow::{Runner, WorkflowSettings};
 use chatter_jobs::kinds::workflows::{RunWorkflowArgs, run_job};
 use chatter_jobs::registry::queues;
-use chatter_jobs::store::{Store, sqlx};
+use chatter_jobs::store::workflows::{Begun, NewExecution};
+use chatter_jobs::store::{Store, WorkflowStore};
 use chatter_jobs::workflows::engine::{
     ChatRequest, ChatResponse, Checkpoints, Engine, Limits, RunOutcome, Services, StepError,
 };
@@ -222,8 +223,8 @@ async fn schema_store(database_url: &str) -> Result<(Store, Store, String), Stri
         .await
         .map_err(|e| e.to_string())?;
     let schema = format!("bench_{}", ulid::Ulid::new().to_string().to_lowercase());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(admin.pool())
+    admin
+        .create_schema(&schema)
         .await
         .map_err(|e| e.to_string())?;
     let sep = if database_url.contains('?') { '&' } else { '?' };
@@ -390,12 +391,23 @@ pub async fn run(
         }
     };
     if let Some((_, store, _)) = &db {
-        sqlx::query(
-            "INSERT INTO workflow_executions (id, owner_id, status, fence, job_id) VALUES ('bench', 'bench', 'running', 1, 'bench')",
-        )
-        .execute(store.pool())
-        .await
-        .map_err(|e| e.to_string())?;
+        // The execution the checkpoints are written under (running, claim 1 of job `bench`).
+        let begun = store
+            .begin_execution(&NewExecution {
+                id: "bench",
+                definition_id: None,
+                owner_id: "bench",
+                workflow_type: "custom",
+                config: &Value::Null,
+                inputs: &json!({}),
+                job_id: "bench",
+                fence: 1,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        if !matches!(begun, Begun::Running { .. }) {
+            return Err(format!("bench execution not started: {begun:?}"));
+        }
         let cp = PgCheckpoints {
             store: store.clone(),
             execution: "bench".into(),
@@ -445,10 +457,8 @@ pub async fn run(
         .and_then(|p| p["per_node_overhead_us"].as_f64())
         .map(|p| p / report.engine_in_memory.us_per_node);
     if let Some((admin, store, schema)) = db {
-        store.pool().close().await;
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(admin.pool())
-            .await;
+        store.close().await;
+        let _ = admin.drop_schema(&schema).await;
     }
     Ok(report)
 }
@@ -456,17 +466,10 @@ pub async fn run(
 /// A database of its own for LangGraph's checkpoint tables, beside the test database.
 async fn peer_database(url: &str) -> Result<String, String> {
     let admin = Store::connect(url, 1).await.map_err(|e| e.to_string())?;
-    let exists: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = 'cw_bench_langgraph'")
-            .fetch_optional(admin.pool())
-            .await
-            .map_err(|e| e.to_string())?;
-    if exists.is_none() {
-        sqlx::query("CREATE DATABASE cw_bench_langgraph")
-            .execute(admin.pool())
-            .await
-            .map_err(|e| e.to_string())?;
-    }
+    admin
+        .create_database("cw_bench_langgraph")
+        .await
+        .map_err(|e| e.to_string())?;
     let base = url.split('?').next().unwrap_or(url);
     match base.rsplit_once('/') {
         Some((server, _db)) if server.contains("://") && !server.ends_with('/') => {

@@ -7,7 +7,7 @@ use crate::common::{Harness, PoolHandle, pool_config, setup, wait_until};
 use chatter_worker::jobs::chunk::extractor::Extractor;
 use chatter_worker::jobs::chunk::{ChunkSettings, Chunker};
 use chatter_worker::jobs::kinds::documents::{ChunkDocumentArgs, chunk_job};
-use chatter_worker::jobs::store::{NewDocument, Store};
+use chatter_worker::jobs::store::{DocumentStore, NewDocument, Store};
 use chatter_worker::jobs::{Job, Registry};
 use chatter_worker::outbox::BackendOutbox;
 use chatter_worker::queue::{QueueOptions, RedisBackend, RedisQueue};
@@ -27,6 +27,9 @@ pub fn database_url() -> String {
 pub struct DocKit {
     pub h: Harness,
     pub store: Store,
+    /// A pool of its own on this test's schema, for reading the database in assertions (the
+    /// store keeps its pool to itself).
+    pub db: sqlx::PgPool,
     /// The database URL selecting this test's schema (for worker processes).
     pub url: String,
     pub schema: String,
@@ -38,23 +41,30 @@ pub async fn doc_kit() -> DocKit {
     let h = setup().await;
     let schema = format!("t_{}", ulid::Ulid::new().to_string().to_lowercase());
     let base = database_url();
-    let admin = Store::connect(&base, 1)
+    let admin = sqlx::PgPool::connect(&base)
         .await
         .expect("connect to the test PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(admin.pool())
+        .execute(&admin)
         .await
         .unwrap();
+    admin.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
     let url = format!("{base}{sep}options=-csearch_path%3D{schema},public");
     let store = Store::connect(&url, 5).await.unwrap();
     store.migrate().await.unwrap();
+    let db = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(5)
+        .connect(&url)
+        .await
+        .unwrap();
     let root = std::env::temp_dir().join(format!("cw-docs-{schema}"));
     std::fs::create_dir_all(&root).unwrap();
     let q = h.queue("chunking");
     DocKit {
         h,
         store,
+        db,
         url,
         schema,
         root,
@@ -139,7 +149,7 @@ impl DocKit {
              FROM documents WHERE id = $1",
         )
         .bind(id)
-        .fetch_one(self.store.pool())
+        .fetch_one(&self.db)
         .await
         .unwrap();
         let chunks = sqlx::query(
@@ -147,7 +157,7 @@ impl DocKit {
              FROM document_chunks WHERE document_id = $1 ORDER BY chunk_index",
         )
         .bind(id)
-        .fetch_all(self.store.pool())
+        .fetch_all(&self.db)
         .await
         .unwrap()
         .iter()

@@ -86,7 +86,7 @@ pub async fn vector_counts(k: &DocKit, e: &Embedder, doc: &str) -> (i64, i64, i6
     );
     sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(doc)
-        .fetch_one(k.store.pool())
+        .fetch_one(&k.db)
         .await
         .unwrap()
 }

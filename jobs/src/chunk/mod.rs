@@ -21,7 +21,7 @@ use crate::kinds::documents::{
 use crate::outbox::{Outbox, publish_document_event};
 use crate::registry::{Registry, queues};
 use crate::store::documents::Extracted;
-use crate::store::{Document, NewChunk, Run, Store, StoreError};
+use crate::store::{Document, DocumentStore, NewChunk, Run, StoreError};
 use crate::{ErrorExt, Job, JobContext, JobError};
 use extract::{DocType, ExtractLimits};
 use extractor::Extractor;
@@ -79,7 +79,7 @@ impl Default for ChunkSettings {
 /// The chunking handler with what it needs: settings, the store, an outbox, an HTTP client.
 pub struct Chunker {
     settings: ChunkSettings,
-    store: Store,
+    store: Arc<dyn DocumentStore>,
     outbox: Arc<dyn Outbox>,
     http: reqwest::Client,
 }
@@ -87,13 +87,13 @@ pub struct Chunker {
 impl Chunker {
     pub fn new(
         settings: ChunkSettings,
-        store: Store,
+        store: impl DocumentStore + 'static,
         outbox: Arc<dyn Outbox>,
     ) -> Result<Self, String> {
         let http = source::http_client(&settings.source)?;
         Ok(Self {
             settings,
-            store,
+            store: Arc::new(store),
             outbox,
             http,
         })

@@ -17,7 +17,7 @@ use crate::kinds::documents::{EMBED_CHUNKS, EmbedChunksArgs, check_embed};
 use crate::outbox::{Outbox, publish_document_event};
 use crate::registry::{Registry, queues};
 use crate::store::vectors::{BatchWrite, ChunkText, Hit, SpaceTables};
-use crate::store::{Run, Store, StoreError};
+use crate::store::{Run, StoreError, VectorStore};
 use crate::{ErrorExt, Job, JobContext, JobError};
 use backon::BackoffBuilder;
 use limiter::RateLimiter;
@@ -58,7 +58,7 @@ impl Default for EmbedSettings {
 pub struct Embedder {
     provider: Arc<dyn Provider>,
     tables: SpaceTables,
-    store: Store,
+    store: Arc<dyn VectorStore>,
     outbox: Arc<dyn Outbox>,
     limiter: Arc<dyn RateLimiter>,
     settings: EmbedSettings,
@@ -71,7 +71,7 @@ fn sha256(text: &str) -> String {
 /// The check that a batch belongs to the run owning its document: its chunks were written by
 /// that run's job (chunk ids derive from job id and index) and, when the batch names the run's
 /// claim, by that very attempt (a retried run rewrites the same ids).
-fn owned_by(fence: Option<i64>) -> impl Fn(&Run, &ChunkText) -> bool {
+fn owned_by(fence: Option<i64>) -> impl Fn(&Run, &ChunkText) -> bool + Send + Sync {
     move |run, c| {
         chunk_id(&run.job_id, c.chunk_index.max(0) as usize) == c.id
             && fence.is_none_or(|f| f == run.fence)
@@ -82,7 +82,7 @@ impl Embedder {
     /// Build the handler, creating the provider's vector space tables when absent.
     pub async fn new(
         provider: Arc<dyn Provider>,
-        store: Store,
+        store: impl VectorStore + 'static,
         outbox: Arc<dyn Outbox>,
         limiter: Arc<dyn RateLimiter>,
         settings: EmbedSettings,
@@ -91,7 +91,7 @@ impl Embedder {
         Ok(Self {
             provider,
             tables,
-            store,
+            store: Arc::new(store),
             outbox,
             limiter,
             settings,
@@ -139,7 +139,7 @@ impl Embedder {
                 .fail_embedding(
                     &args.document_id,
                     &first,
-                    owned_by(args.run_fence),
+                    &owned_by(args.run_fence),
                     &message,
                 )
                 .await
@@ -184,7 +184,7 @@ impl Embedder {
                 &args.document_id,
                 &member,
                 &pairs,
-                owned_by(args.run_fence),
+                &owned_by(args.run_fence),
             )
             .await
             .retryable()?;

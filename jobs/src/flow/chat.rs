@@ -72,7 +72,7 @@ impl ChatClient {
                 Err(e) if e.0.retryable => "retryable_error",
                 Err(_) => "error",
             };
-            let model = super::bounded(&MODEL_LABELS, &req.model);
+            let model = super::labels::bounded(&MODEL_LABELS, &req.model);
             metrics::histogram!("chatter_llm_request_duration_seconds",
                 "provider" => self.config.name.clone(), "model" => model.clone(), "outcome" => outcome)
             .record(started.elapsed().as_secs_f64());

@@ -1,12 +1,11 @@
-//! `documents` and `document_chunks`: register a document, claim it for processing, replace its
-//! chunks in one transaction, mark it failed or processed.
+//! The documents role: register a document, claim it for processing, replace its chunks as one
+//! change, mark it failed or processed; and the values these calls carry.
 //!
-//! Every write that changes a document's chunks or final status locks the document row and checks
-//! that its [`Run`] still owns the document (`document_runs`): runs serialise, and a run that lost
-//! its lease or was superseded by a newer job changes nothing.
-use super::{Result, Store, StoreError};
+//! Every write that changes a document's chunks or final status checks that its [`Run`] still
+//! owns the document: runs serialise, and a run that lost its lease or was superseded by a newer
+//! job changes nothing (`StoreError::Superseded`). The chunking handler and `ingest` use this role.
+use super::Result;
 use serde::Serialize;
-use sqlx::Row;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,7 +28,8 @@ impl DocumentStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    /// The stored spelling read back (unknown values read as `pending`).
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "processing" => Self::Processing,
             "processed" => Self::Processed,
@@ -123,280 +123,40 @@ pub struct Extracted {
     pub file_hash: String,
 }
 
-const DOC_COLUMNS: &str = "id, owner_id, title, filename, file_path, status, chunk_size, \
-                           chunk_overlap, chunk_count, processing_error";
-
-fn document(row: &sqlx::postgres::PgRow) -> Result<Document> {
-    Ok(Document {
-        id: row.try_get("id")?,
-        owner_id: row.try_get("owner_id")?,
-        title: row.try_get("title")?,
-        filename: row.try_get("filename")?,
-        file_path: row.try_get("file_path")?,
-        status: DocumentStatus::parse(row.try_get("status")?),
-        chunk_size: row.try_get("chunk_size")?,
-        chunk_overlap: row.try_get("chunk_overlap")?,
-        chunk_count: row.try_get("chunk_count")?,
-        processing_error: row.try_get("processing_error")?,
-    })
-}
-
-impl Store {
+/// Documents and their chunks, as the chunking handler and `ingest` need them.
+#[async_trait::async_trait]
+pub trait DocumentStore: Send + Sync {
     /// Register a document; with a `file_hash` an owner's second copy of the same file returns the
     /// first one's id. Returns (id, created).
-    pub async fn register_document(&self, d: &NewDocument) -> Result<(String, bool)> {
-        let id = ulid::Ulid::new().to_string();
-        let inserted = sqlx::query(
-            "INSERT INTO documents (id, owner_id, title, filename, file_path, file_size, file_hash,
-                                    chunk_size, chunk_overlap)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (owner_id, file_hash) DO NOTHING
-             RETURNING id",
-        )
-        .bind(&id)
-        .bind(&d.owner_id)
-        .bind(&d.title)
-        .bind(&d.filename)
-        .bind(&d.file_path)
-        .bind(d.file_size)
-        .bind(&d.file_hash)
-        .bind(d.chunk_size)
-        .bind(d.chunk_overlap)
-        .fetch_optional(&self.pool)
-        .await?;
-        if inserted.is_some() {
-            return Ok((id, true));
-        }
-        let existing: String =
-            sqlx::query_scalar("SELECT id FROM documents WHERE owner_id = $1 AND file_hash = $2")
-                .bind(&d.owner_id)
-                .bind(&d.file_hash)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok((existing, false))
-    }
+    async fn register_document(&self, d: &NewDocument) -> Result<(String, bool)>;
 
-    pub async fn document(&self, id: &str) -> Result<Option<Document>> {
-        let sql = format!("SELECT {DOC_COLUMNS} FROM documents WHERE id = $1");
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(document).transpose()
-    }
+    async fn document(&self, id: &str) -> Result<Option<Document>>;
 
     /// pending/failed/processed → processing, and `run` takes the document over (an archived
     /// document is left alone: None).
-    pub async fn start_processing(&self, id: &str, run: &Run) -> Result<Option<Document>> {
-        let sql = format!(
-            "UPDATE documents SET status = 'processing', processing_started_at = now(),
-                    processing_completed_at = NULL, processing_error = NULL, updated_at = now()
-             WHERE id = $1 AND status <> 'archived'
-             RETURNING {DOC_COLUMNS}"
-        );
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            drop(tx);
-            return match self.document(id).await? {
-                Some(_) => Ok(None),
-                None => Err(StoreError::NoDocument(id.into())),
-            };
-        };
-        sqlx::query(
-            "INSERT INTO document_runs (document_id, job_id, fence) VALUES ($1, $2, $3)
-             ON CONFLICT (document_id) DO UPDATE
-             SET job_id = EXCLUDED.job_id, fence = EXCLUDED.fence, started_at = now()",
-        )
-        .bind(id)
-        .bind(&run.job_id)
-        .bind(run.fence)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(document(&row)?))
-    }
+    async fn start_processing(&self, id: &str, run: &Run) -> Result<Option<Document>>;
 
-    /// Replace the document's chunks with `chunks` and store what extraction found, in one
-    /// transaction: readers see the old set or the new one, never a mix or a half. With
+    /// Replace the document's chunks with `chunks` and store what extraction found, as one
+    /// change: readers see the old set or the new one, never a mix or a half. With
     /// `processed`, the document also becomes `processed` (no embedding step follows).
-    pub async fn replace_chunks(
+    async fn replace_chunks(
         &self,
         id: &str,
         run: &Run,
         extracted: &Extracted,
         chunks: &[NewChunk],
         processed: bool,
-    ) -> Result<()> {
-        let mut tx = self.clear_chunks(id, run).await?;
-        // One statement for the whole set: columns as arrays, unnested server-side.
-        for part in chunks.chunks(2000) {
-            let col = |f: fn(&NewChunk) -> i32| part.iter().map(f).collect::<Vec<i32>>();
-            sqlx::query(
-                "INSERT INTO document_chunks (id, document_id, chunk_index, content, content_hash,
-                                              token_count, start_char, end_char)
-                 SELECT u.id, $1, u.idx, u.content, u.hash, u.tokens, u.s, u.e
-                 FROM UNNEST($2::text[], $3::int[], $4::text[], $5::text[], $6::int[], $7::int[],
-                             $8::int[]) AS u(id, idx, content, hash, tokens, s, e)",
-            )
-            .bind(id)
-            .bind(part.iter().map(|c| c.id.as_str()).collect::<Vec<_>>())
-            .bind(col(|c| c.chunk_index))
-            .bind(part.iter().map(|c| c.content.as_str()).collect::<Vec<_>>())
-            .bind(
-                part.iter()
-                    .map(|c| c.content_hash.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(col(|c| c.token_count))
-            .bind(col(|c| c.start_char))
-            .bind(col(|c| c.end_char))
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "UPDATE documents SET extracted_text = $2, document_type = $3, mime_type = $4,
-                    file_size = $5, chunk_count = $7,
-                    -- (owner, file_hash) is unique: a copy of another document keeps no hash
-                    file_hash = COALESCE(file_hash, CASE WHEN EXISTS (
-                        SELECT 1 FROM documents o WHERE o.owner_id = documents.owner_id
-                                                    AND o.file_hash = $6 AND o.id <> documents.id)
-                        THEN NULL ELSE $6 END),
-                    status = CASE WHEN $8 THEN 'processed' ELSE status END,
-                    processing_completed_at = CASE WHEN $8 THEN now() ELSE NULL END,
-                    updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(&extracted.text)
-        .bind(&extracted.document_type)
-        .bind(&extracted.mime_type)
-        .bind(extracted.file_size)
-        .bind(&extracted.file_hash)
-        .bind(chunks.len() as i32)
-        .bind(processed)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    ) -> Result<()>;
 
     /// The document failed finally: `failed` with the message, and no chunks left behind.
-    pub async fn fail_document(&self, id: &str, run: &Run, message: &str) -> Result<()> {
-        let mut tx = self.clear_chunks(id, run).await?;
-        sqlx::query(
-            "UPDATE documents SET status = 'failed', processing_error = $2, chunk_count = 0,
-                    processing_completed_at = NULL, updated_at = now()
-             WHERE id = $1",
-        )
-        .bind(id)
-        .bind(message)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
+    async fn fail_document(&self, id: &str, run: &Run, message: &str) -> Result<()>;
 
     /// Status and error of each listed document.
-    pub async fn statuses(
+    async fn statuses(
         &self,
         ids: &[String],
-    ) -> Result<Vec<(String, DocumentStatus, Option<String>)>> {
-        let rows = sqlx::query(
-            "SELECT id, status, processing_error FROM documents WHERE id = ANY($1) ORDER BY id",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("id")?,
-                    DocumentStatus::parse(r.try_get("status")?),
-                    r.try_get("processing_error")?,
-                ))
-            })
-            .collect()
-    }
+    ) -> Result<Vec<(String, DocumentStatus, Option<String>)>>;
 
     /// The ids of a document's chunks, in order.
-    pub async fn chunk_ids(&self, document_id: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM document_chunks WHERE document_id = $1 ORDER BY chunk_index",
-        )
-        .bind(document_id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-}
-
-impl Store {
-    /// A transaction that holds the document (locked, still owned by `run`) with its chunks
-    /// deleted: the caller writes the new state and commits, or drops it and nothing changed.
-    async fn clear_chunks(
-        &self,
-        id: &str,
-        run: &Run,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        let mut tx = self.pool.begin().await?;
-        lock_for(&mut tx, id, run).await?;
-        sqlx::query("DELETE FROM document_chunks WHERE document_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
-    }
-}
-
-/// Lock the document row and check that `run` still owns it.
-/// A document row locked for the rest of a transaction, and the run that owns its processing.
-pub(super) struct Locked {
-    pub status: String,
-    pub owner_id: String,
-    pub run: Option<Run>,
-}
-
-/// Lock a document's row and read who owns its processing; None when the document is gone.
-pub(super) async fn lock_document(tx: &mut sqlx::PgConnection, id: &str) -> Result<Option<Locked>> {
-    let doc: Option<(String, String)> =
-        sqlx::query_as("SELECT status, owner_id FROM documents WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((status, owner_id)) = doc else {
-        return Ok(None);
-    };
-    let run: Option<(String, i64)> =
-        sqlx::query_as("SELECT job_id, fence FROM document_runs WHERE document_id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    Ok(Some(Locked {
-        status,
-        owner_id,
-        run: run.map(|(job_id, fence)| Run { job_id, fence }),
-    }))
-}
-
-async fn lock_for(tx: &mut sqlx::PgConnection, id: &str, run: &Run) -> Result<()> {
-    let locked = lock_document(tx, id)
-        .await?
-        .ok_or_else(|| StoreError::NoDocument(id.into()))?;
-    match locked.run {
-        Some(owner) if owner == *run => Ok(()),
-        owner => {
-            let Run { job_id, fence } = owner.unwrap_or(Run {
-                job_id: String::new(),
-                fence: 0,
-            });
-            Err(StoreError::Superseded {
-                document: id.into(),
-                job_id,
-                fence,
-            })
-        }
-    }
+    async fn chunk_ids(&self, document_id: &str) -> Result<Vec<String>>;
 }
