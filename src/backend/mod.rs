@@ -3,13 +3,16 @@
 //! A queue handle is a [`Queue`]: a [`Producer`] (enqueue), [`Claims`] (a worker's fetch, finish,
 //! heartbeat, progress), [`Upkeep`] (rescue, trim, sweep, stats: safe in every process at once)
 //! and [`Inspect`] (operators' show, cancel, replay, pause). A [`Backend`] opens queue handles and
-//! owns what spans queues: the queue registry, the idle fetcher's wake-up, cancel requests.
+//! owns what spans queues: the queue registry, the idle fetcher's wake-up, cancel requests,
+//! all-or-nothing batches, the event log and dashboard [`Sessions`].
 //! The Redis implementation is `crate::queue`; nothing outside it speaks Redis.
 pub mod error;
 pub mod model;
+pub mod sessions;
 
 pub use error::{QueueError, Result};
 pub use model::*;
+pub use sessions::{Session, Sessions};
 
 use crate::events::{Event, Logged, StreamId};
 use async_trait::async_trait;
@@ -167,6 +170,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Option<Box<dyn WorkSignal>>;
     /// The event log of this backend's prefix.
     fn event_log(&self) -> Arc<dyn EventLog>;
+    /// The dashboard's login sessions of this backend's prefix.
+    fn sessions(&self) -> Arc<dyn Sessions>;
+    /// Enqueue jobs bound for any queues all or nothing (each checked against
+    /// `options.limits` first); one result per job, in order.
+    async fn enqueue_atomic(&self, options: &QueueOptions, jobs: &[Job]) -> Result<Vec<Enqueued>>;
     /// Ids of `queue`'s running jobs as their cancellation is requested. The stream ends when the
     /// subscription breaks (callers subscribe again; heartbeats also carry requests).
     async fn cancel_requests(&self, queue: &str) -> Result<BoxStream<'static, String>>;

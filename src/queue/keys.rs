@@ -99,6 +99,10 @@ impl Keys {
     pub fn registry(prefix: &str) -> String {
         format!("{prefix}:queues")
     }
+    /// STRING holding one dashboard session (JSON), with its TTL; `digest` is the hashed id.
+    pub fn session(prefix: &str, digest: &str) -> String {
+        format!("{prefix}:session:{digest}")
+    }
 }
 
 #[cfg(test)]

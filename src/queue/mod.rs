@@ -4,7 +4,8 @@
 //! settings). Its operations are split by role: `enqueue` (producers), `claim` (a worker's fetch,
 //! finish, heartbeat, progress), `maint` (rescue, trim, stats: safe in every process) and
 //! `admin` (show, cancel, replay, purge, pause), `sweep` (the consistency pass). `seam` puts them
-//! behind the backend traits of `crate::backend`, and [`RedisBackend`] opens queues.
+//! behind the backend traits of `crate::backend`, and [`RedisBackend`] opens queues; `sessions`
+//! keeps the dashboard's logins.
 pub mod admin;
 pub mod claim;
 pub mod enqueue;
@@ -12,6 +13,7 @@ pub mod keys;
 pub mod maint;
 pub mod scripts;
 pub mod seam;
+pub mod sessions;
 pub mod sweep;
 
 pub use crate::backend::error::{QueueError, Result};

@@ -1,7 +1,7 @@
 //! The Redis queue behind the backend traits: [`RedisQueue`] serves every per-queue role by its
 //! own methods, and [`RedisBackend`] (a URL, a prefix and a shared connection) opens queues, wakes
-//! idle fetchers with a blocking pop on a connection of their own, and streams cancel requests
-//! from pub/sub.
+//! idle fetchers with a blocking pop on a connection of their own, streams cancel requests
+//! from pub/sub, and hands out the event log and sessions (`super::sessions`).
 use super::{ConnectionManager, RedisQueue, Result, connect_until, known_queues};
 use crate::backend::{self as b, Backend, Queue, QueueOptions, WorkSignal};
 use crate::events::{self, Event, Logged, StreamId};
@@ -258,6 +258,19 @@ impl Backend for RedisBackend {
             conn: self.conn.clone(),
             key: super::Keys::new(&self.prefix, "").event_log(),
         })
+    }
+    fn sessions(&self) -> Arc<dyn b::Sessions> {
+        Arc::new(super::sessions::RedisSessions {
+            conn: self.conn.clone(),
+            prefix: self.prefix.clone(),
+        })
+    }
+    async fn enqueue_atomic(
+        &self,
+        options: &QueueOptions,
+        jobs: &[Job],
+    ) -> Result<Vec<b::Enqueued>> {
+        super::enqueue::enqueue_atomic(&self.conn, &self.prefix, options, jobs).await
     }
     async fn cancel_requests(&self, queue: &str) -> Result<BoxStream<'static, String>> {
         let channel = super::Keys::new(&self.prefix, queue).cancel_channel();
