@@ -67,7 +67,7 @@ impl Outbox for RedisOutbox {
                 .and_then(Value::as_str)
                 .is_some_and(|t| t.starts_with("document.") || t.starts_with("job."));
             if logged && let Some(e) = crate::events::Event::from_body(event) {
-                crate::events::append(
+                crate::queue::events::append(
                     &mut conn,
                     &keys.event_log(),
                     self.options.event_log_len,

@@ -114,13 +114,18 @@ pub async fn run(
     for q in &names {
         metrics::register_queue(q);
     }
+    let backend: Arc<dyn crate::backend::Backend> = Arc::new(queue::RedisBackend::new(
+        &settings.redis_url,
+        &settings.prefix,
+        conn.clone(),
+    ));
     tracing::info!(addr = %settings.http_addr, queues = ?names, "chatter-worker running");
 
     let api = if settings.api.enabled {
         let state = crate::api::ApiState::new(
             &settings,
             registry.clone(),
-            conn.clone(),
+            backend.clone(),
             store.clone(),
             background.clone(),
         )
@@ -139,6 +144,7 @@ pub async fn run(
     };
     let _ = app.send(http::router(HttpState {
         queues: Arc::new(queues.clone()),
+        backend,
         handle,
         api,
         store: store.clone(),

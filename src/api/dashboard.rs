@@ -7,7 +7,7 @@
 use super::ApiState;
 use super::jobs::JobView;
 use super::session::{admin, cross_site, login, login_page, logout, same_origin};
-use crate::queue::{JobRecord, RedisQueue};
+use crate::backend::{JobRecord, Queue};
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -15,6 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 pub fn router() -> Router<ApiState> {
     Router::new()
@@ -122,14 +123,9 @@ fn age(ms: u64) -> String {
 }
 
 /// Jobs finished (completed or cancelled) in the last minute.
-async fn per_minute(q: &RedisQueue) -> crate::queue::Result<u64> {
-    let now = crate::queue::now_ms();
-    Ok(redis::cmd("ZCOUNT")
-        .arg(q.keys().done())
-        .arg(now.saturating_sub(60_000))
-        .arg(now)
-        .query_async(&mut q.connection())
-        .await?)
+async fn per_minute(q: &dyn Queue) -> crate::backend::Result<u64> {
+    let now = chatter_jobs::Timestamp::now().millis();
+    q.finished_count((now.saturating_sub(60_000), now)).await
 }
 
 async fn queues(State(s): State<ApiState>, headers: HeaderMap) -> Response {
@@ -142,7 +138,7 @@ async fn queues(State(s): State<ApiState>, headers: HeaderMap) -> Response {
     };
     let mut rows = String::new();
     for q in &qs {
-        let (st, rate) = match (q.stats().await, per_minute(q).await) {
+        let (st, rate) = match (q.stats().await, per_minute(q.as_ref()).await) {
             (Ok(st), Ok(r)) => (st, r),
             (Err(e), _) | (_, Err(e)) => return failed(e),
         };
@@ -266,7 +262,7 @@ async fn jobs(
     };
     let names: Vec<String> = all.iter().map(|q| q.name().to_string()).collect();
     let search = p.get("q").map(|q| q.to_lowercase());
-    let chosen: Vec<RedisQueue> = all
+    let chosen: Vec<Arc<dyn Queue>> = all
         .iter()
         .filter(|q| p.get("queue").is_none_or(|n| n == q.name()))
         .cloned()
@@ -480,22 +476,14 @@ async fn workers(State(s): State<ApiState>, headers: HeaderMap) -> Response {
         Ok(q) => q,
         Err(e) => return failed(e.detail),
     };
-    let now = crate::queue::now_ms();
+    let now = chatter_jobs::Timestamp::now().millis();
     let mut rows = String::new();
     for q in &all {
-        let live: Vec<(String, f64)> = match redis::cmd("ZRANGE")
-            .arg(q.keys().workers())
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut q.connection())
-            .await
-        {
+        let live = match q.workers().await {
             Ok(v) => v,
             Err(e) => return failed(e),
         };
         for (w, until) in live {
-            let until = until as u64;
             let state = if until >= now { "alive" } else { "expired" };
             let _ = write!(
                 rows,

@@ -2,7 +2,7 @@
 //! batch and per-queue stats, and the document and workflow conveniences over their job kinds.
 use super::ApiState;
 use super::problem::{ApiResult, Problem, json_body, query_pairs};
-use crate::queue::{CancelResult, JobRecord, QueueStats, RedisQueue};
+use crate::backend::{CancelResult, JobRecord, Queue, QueueStats};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -12,6 +12,7 @@ use chatter_jobs::kinds::{documents, workflows};
 use chatter_jobs::{Job, Priority, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
 pub(crate) mod submit;
@@ -350,7 +351,9 @@ pub async fn batch(
         let at = format!("jobs[{i}].");
         jobs.push(build_job(&s, &caller, c, key, &at).await?);
     }
-    let done = crate::queue::enqueue::enqueue_atomic(&s.conn, &s.prefix, &s.options, &jobs)
+    let done = s
+        .backend
+        .enqueue_atomic(&s.options, &jobs)
         .await
         .map_err(|e| queue_problem(e, |i| format!("jobs[{i}].")))?;
     let created = done.iter().filter(|e| e.created).count();
@@ -529,7 +532,7 @@ fn sort_key(r: &JobRecord, by: &str) -> (String, u64) {
 /// (from the queues' state structures: running, ready, scheduled, retrying, newest dead and
 /// finished), created within `created`.
 pub async fn collect(
-    queues: &[RedisQueue],
+    queues: &[Arc<dyn Queue>],
     owner: Option<&str>,
     created: (u64, u64),
     budget: usize,
@@ -670,7 +673,7 @@ async fn locate(
     s: &ApiState,
     caller: &super::auth::Caller,
     id: &str,
-) -> ApiResult<(RedisQueue, JobRecord)> {
+) -> ApiResult<(Arc<dyn Queue>, JobRecord)> {
     if ulid::Ulid::from_string(id).is_err() {
         return Err(Problem::field("id", format!("{id:?} is not a ULID")));
     }
@@ -773,7 +776,7 @@ pub async fn retry(
     Ok(Json(JobView::from_record(rec)))
 }
 
-async fn all_stats(queues: &[RedisQueue]) -> ApiResult<Vec<QueueStats>> {
+async fn all_stats(queues: &[Arc<dyn Queue>]) -> ApiResult<Vec<QueueStats>> {
     let mut out = Vec::new();
     for q in queues {
         out.push(q.stats().await?);

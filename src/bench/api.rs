@@ -151,7 +151,9 @@ pub async fn run(a: &ApiBenchArgs, redis_url: &str) -> Result<ApiBenchReport, St
             admin: false,
         });
         let stop = CancellationToken::new();
-        let state = ApiState::new(&s, Registry::builtin(), conn.clone(), None, stop.clone())
+        let backend =
+            std::sync::Arc::new(queue::RedisBackend::new(redis_url, &prefix, conn.clone()));
+        let state = ApiState::new(&s, Registry::builtin(), backend, None, stop.clone())
             .await
             .map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -3,11 +3,12 @@
 //!
 //! `/metrics` first reads every queue's state from Redis into the gauges, then renders the
 //! process's recorder. `/healthz` says the process serves (from its start, before Redis
-//! answers); `/readyz` that Redis and, when one is configured, PostgreSQL answer within
-//! `[http] ready_timeout_secs`, else 503 naming what is down.
+//! answers); `/readyz` that the queue backend (`Backend::ping`) and, when one is configured,
+//! PostgreSQL answer within `[http] ready_timeout_secs`, else 503 naming what is down.
 pub mod server;
 
 use crate::api::problem::Problem;
+use crate::backend::{Backend, QueueError};
 use crate::metrics;
 use crate::queue::RedisQueue;
 use axum::Router;
@@ -23,6 +24,8 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct HttpState {
     pub queues: Arc<Vec<RedisQueue>>,
+    /// The queue backend `/readyz` pings.
+    pub backend: Arc<dyn Backend>,
     pub handle: PrometheusHandle,
     /// The API, events and dashboard (`[api] enabled`), with the request body limit.
     pub api: Option<(crate::api::ApiState, usize)>,
@@ -92,12 +95,15 @@ async fn metrics_page(State(s): State<HttpState>) -> impl IntoResponse {
 async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
     let limit = s.ready_timeout;
     let redis = async {
-        let q = s.queues.first()?;
-        let (cmd, mut conn) = (redis::cmd("PING"), q.connection());
-        match tokio::time::timeout(limit, cmd.query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(format!("redis unreachable: {e}")),
-            Err(_) => Some(format!("redis unreachable: no answer within {limit:?}")),
+        let name = s.backend.name();
+        match tokio::time::timeout(limit, s.backend.ping()).await {
+            Ok(Ok(())) => None,
+            // The backend's own error, as before the seam: `redis unreachable: <redis error>`.
+            Ok(Err(QueueError::Backend { source, .. })) => {
+                Some(format!("{name} unreachable: {source}"))
+            }
+            Ok(Err(e)) => Some(format!("{name} unreachable: {e}")),
+            Err(_) => Some(format!("{name} unreachable: no answer within {limit:?}")),
         }
     };
     let postgres = async {

@@ -161,7 +161,8 @@ impl Shared {
                     while let Ok(more) = rx.try_recv() {
                         batch.extend(more);
                     }
-                    if let Err(e) = crate::events::append(&mut conn, &key, len, &batch).await {
+                    if let Err(e) = crate::queue::events::append(&mut conn, &key, len, &batch).await
+                    {
                         tracing::debug!(error = %e, n = batch.len(), "events not appended");
                     }
                 }

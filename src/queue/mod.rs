@@ -4,11 +4,12 @@
 //! settings). Its operations are split by role: `enqueue` (producers), `claim` (a worker's fetch,
 //! finish, heartbeat, progress), `maint` (rescue, trim, stats: safe in every process) and
 //! `admin` (show, cancel, replay, purge, pause), `sweep` (the consistency pass). `seam` puts them
-//! behind the backend traits of `crate::backend`, and [`RedisBackend`] opens queues; `sessions`
-//! keeps the dashboard's logins.
+//! behind the backend traits of `crate::backend`, and [`RedisBackend`] opens queues; `events`
+//! (the event log) and `sessions` (dashboard logins) serve what spans queues.
 pub mod admin;
 pub mod claim;
 pub mod enqueue;
+pub mod events;
 pub mod keys;
 pub mod maint;
 pub mod scripts;

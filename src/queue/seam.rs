@@ -1,10 +1,11 @@
 //! The Redis queue behind the backend traits: [`RedisQueue`] serves every per-queue role by its
 //! own methods, and [`RedisBackend`] (a URL, a prefix and a shared connection) opens queues, wakes
 //! idle fetchers with a blocking pop on a connection of their own, streams cancel requests
-//! from pub/sub, and hands out the event log and sessions (`super::sessions`).
+//! from pub/sub, and hands out the event log (`super::events`) and sessions (`super::sessions`).
+use super::events;
 use super::{ConnectionManager, RedisQueue, Result, connect_until, known_queues};
 use crate::backend::{self as b, Backend, Queue, QueueOptions, WorkSignal};
-use crate::events::{self, Event, Logged, StreamId};
+use crate::events::{Event, Logged, StreamId};
 use async_trait::async_trait;
 use chatter_jobs::Job;
 use futures::StreamExt;
