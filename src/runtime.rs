@@ -121,7 +121,7 @@ pub async fn run(
         let state = crate::api::ApiState::new(
             &settings,
             registry.clone(),
-            conn.clone(),
+            backend.clone(),
             store.clone(),
             background.clone(),
         )

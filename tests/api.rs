@@ -800,10 +800,10 @@ async fn a_resume_point_older_than_the_log_is_detected() {
         .unwrap();
     let key = format!("gap-{}:events:log", ulid::Ulid::new());
     let e = |n: u64| chatter_worker::events::Event::new("job.started", Some("u1"), json!({"n": n}));
-    chatter_worker::events::append(&mut conn, &key, 1000, &[e(1), e(2), e(3)])
+    chatter_worker::queue::events::append(&mut conn, &key, 1000, &[e(1), e(2), e(3)])
         .await
         .unwrap();
-    let all = chatter_worker::events::range_after(&mut conn, &key, Default::default(), 10)
+    let all = chatter_worker::queue::events::range_after(&mut conn, &key, Default::default(), 10)
         .await
         .unwrap();
     let ids: Vec<_> = all.iter().map(|l| l.id).collect();
@@ -818,7 +818,7 @@ async fn a_resume_point_older_than_the_log_is_detected() {
     let gap = |id| {
         let (mut conn, key) = (conn.clone(), key.clone());
         async move {
-            chatter_worker::events::trimmed_after(&mut conn, &key, id)
+            chatter_worker::queue::events::trimmed_after(&mut conn, &key, id)
                 .await
                 .unwrap()
         }
@@ -826,7 +826,7 @@ async fn a_resume_point_older_than_the_log_is_detected() {
     assert!(gap(ids[0]).await, "entries 1 and 2 were trimmed");
     assert!(!gap(ids[2]).await, "entry 3 is still there");
     assert!(
-        !chatter_worker::events::trimmed_after(&mut conn, "no-such-stream", ids[0])
+        !chatter_worker::queue::events::trimmed_after(&mut conn, "no-such-stream", ids[0])
             .await
             .unwrap()
     );

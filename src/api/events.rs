@@ -5,12 +5,12 @@
 use super::ApiState;
 use super::auth::Caller;
 use super::problem::{ApiResult, Problem};
-use crate::events::{self, Logged, StreamId};
+use crate::backend::{Backend, EventLog};
+use crate::events::{Logged, StreamId};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use redis::aio::ConnectionManager;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,33 +24,30 @@ const PAGE: usize = 1000;
 /// The process's one tail of the event log, fanned out to every SSE connection.
 pub struct Hub {
     tx: broadcast::Sender<Arc<Logged>>,
-    conn: ConnectionManager,
-    key: String,
+    log: Arc<dyn EventLog>,
 }
 
 impl Hub {
-    /// Start tailing from the log's current end with a connection of its own (XREAD blocks).
-    pub fn start(
-        conn: ConnectionManager,
-        blocking: ConnectionManager,
-        key: String,
-        stop: CancellationToken,
-    ) -> Arc<Self> {
+    /// Start tailing from the log's current end. The blocking reads go through a detached handle
+    /// (connections of their own), opened here first; when `stop` trips before the backend
+    /// answers, nothing is tailed (the process is stopping).
+    pub async fn start(backend: Arc<dyn Backend>, stop: CancellationToken) -> Arc<Self> {
         let (tx, _) = broadcast::channel(4096);
+        let log = backend.event_log();
         let hub = Arc::new(Self {
             tx: tx.clone(),
-            conn: conn.clone(),
-            key: key.clone(),
+            log: log.clone(),
         });
-        tokio::spawn(tail(conn, blocking, key, tx, stop));
+        if let Some(detached) = backend.detached(&stop).await {
+            tokio::spawn(tail(log, detached.event_log(), tx, stop));
+        }
         hub
     }
 }
 
 async fn tail(
-    mut conn: ConnectionManager,
-    mut blocking: ConnectionManager,
-    key: String,
+    log: Arc<dyn EventLog>,
+    blocking: Arc<dyn EventLog>,
     tx: broadcast::Sender<Arc<Logged>>,
     stop: CancellationToken,
 ) {
@@ -59,16 +56,16 @@ async fn tail(
         let step = async {
             let after = match last {
                 Some(l) => l,
-                None => events::last_id(&mut conn, &key).await?,
+                None => log.last_id().await?,
             };
             last = Some(after);
-            let got = events::read_after(&mut blocking, &key, after, 2000, PAGE).await?;
+            let got = blocking.read_after(after, 2000, PAGE).await?;
             for l in got {
                 last = Some(l.id);
                 // No receivers is fine: nobody is listening right now.
                 let _ = tx.send(Arc::new(l));
             }
-            Ok::<_, redis::RedisError>(())
+            Ok::<_, crate::backend::QueueError>(())
         };
         tokio::select! {
             r = step => if let Err(e) = r {
@@ -109,10 +106,9 @@ struct Conn {
 
 impl Conn {
     /// Read the log after `last` until it is drained into the queue.
-    async fn catch_up(&mut self) -> redis::RedisResult<()> {
-        let mut conn = self.hub.conn.clone();
+    async fn catch_up(&mut self) -> crate::backend::Result<()> {
         loop {
-            let page = events::range_after(&mut conn, &self.hub.key, self.last, PAGE).await?;
+            let page = self.hub.log.range_after(self.last, PAGE).await?;
             let n = page.len();
             for l in page {
                 self.last = l.id;
@@ -206,15 +202,13 @@ pub async fn stream(
         Some(id) => {
             c.last = id;
             // Events after `id` already trimmed from the log: say so before the replay.
-            let mut conn = hub.conn.clone();
-            if events::trimmed_after(&mut conn, &hub.key, id).await? {
+            if hub.log.trimmed_after(id).await? {
                 gap = Some(id);
             }
             c.catch_up().await?;
         }
         None => {
-            let mut conn = hub.conn.clone();
-            c.last = events::last_id(&mut conn, &hub.key).await?;
+            c.last = hub.log.last_id().await?;
         }
     }
     // `events.gap`: the log no longer holds every event after the client's Last-Event-ID (it

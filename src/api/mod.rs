@@ -15,8 +15,8 @@ pub mod jobs;
 pub mod problem;
 pub mod session;
 
+use crate::backend::{Backend, Queue, QueueOptions};
 use crate::config::Settings;
-use crate::queue::{QueueOptions, RedisQueue};
 use auth::{Auth, Caller};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -26,7 +26,6 @@ use axum::routing::{get, post};
 use chatter_jobs::Registry;
 use chatter_jobs::store::Store;
 use problem::{ApiResult, Problem};
-use redis::aio::ConnectionManager;
 use std::sync::Arc;
 use std::time::Duration;
 use utoipa::OpenApi;
@@ -36,8 +35,7 @@ use utoipa::OpenApi;
 pub struct ApiState(Arc<Inner>);
 
 pub struct Inner {
-    pub conn: ConnectionManager,
-    pub prefix: String,
+    pub backend: Arc<dyn Backend>,
     pub options: QueueOptions,
     pub registry: Registry,
     pub auth: Auth,
@@ -68,13 +66,11 @@ impl ApiState {
     pub async fn new(
         settings: &Settings,
         registry: Registry,
-        conn: ConnectionManager,
+        backend: Arc<dyn Backend>,
         store: Option<Store>,
         stop: tokio_util::sync::CancellationToken,
-    ) -> crate::queue::Result<Self> {
-        let blocking = crate::queue::connect(&settings.redis_url).await?;
-        let key = crate::queue::Keys::new(&settings.prefix, "").event_log();
-        let hub = events::Hub::start(conn.clone(), blocking, key, stop.clone());
+    ) -> crate::backend::Result<Self> {
+        let hub = events::Hub::start(backend.clone(), stop.clone()).await;
         let auth = Auth::new(&settings.api);
         if auth.is_closed() {
             tracing::info!(
@@ -82,8 +78,6 @@ impl ApiState {
             );
         }
         Ok(Self(Arc::new(Inner {
-            conn: conn.clone(),
-            prefix: settings.prefix.clone(),
             options: settings.queue_options(),
             registry,
             auth,
@@ -94,14 +88,14 @@ impl ApiState {
             user_kinds: settings.api.user_kinds.clone(),
             stop,
             sessions: session::Sessions {
-                conn: conn.clone(),
-                prefix: settings.prefix.clone(),
+                store: backend.sessions(),
                 ttl: Duration::from_secs_f64(settings.http.session_ttl_secs),
                 always_secure: settings.http.secure_cookie,
                 trust_forwarded_proto: settings.http.trust_forwarded_proto,
             },
             max_body: settings.api.max_body(),
             body_timeout: Duration::from_secs_f64(settings.http.body_timeout_secs),
+            backend,
         })))
     }
 
@@ -118,32 +112,29 @@ impl ApiState {
         Ok(c)
     }
 
-    pub fn queue(&self, name: &str) -> RedisQueue {
-        RedisQueue::new(self.conn.clone(), &self.prefix, name, self.options.clone())
+    pub fn queue(&self, name: &str) -> Arc<dyn Queue> {
+        self.backend.queue(name, self.options.clone())
     }
 
     /// Every queue producers or workers have used, and every queue a registered kind runs on.
-    pub async fn queues(&self) -> ApiResult<Vec<RedisQueue>> {
-        let mut names = crate::queue::known_queues(&mut self.conn.clone(), &self.prefix).await?;
+    pub async fn queues(&self) -> ApiResult<Vec<Arc<dyn Queue>>> {
+        let mut names = self.backend.known_queues().await?;
         names.extend(self.registry.queues());
         names.sort();
         names.dedup();
         Ok(names.iter().map(|n| self.queue(n)).collect())
     }
 
-    /// The queue holding job `id` (one round trip over every queue).
-    pub async fn find(&self, id: &str) -> ApiResult<Option<RedisQueue>> {
+    /// The queue holding job `id` (asking every queue at once).
+    pub async fn find(&self, id: &str) -> ApiResult<Option<Arc<dyn Queue>>> {
         let queues = self.queues().await?;
-        let mut pipe = redis::pipe();
-        for q in &queues {
-            pipe.cmd("EXISTS").arg(q.keys().job(id));
+        let found = futures::future::join_all(queues.iter().map(|q| q.exists(id))).await;
+        for (q, found) in queues.into_iter().zip(found) {
+            if found? {
+                return Ok(Some(q));
+            }
         }
-        let found: Vec<i64> = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(queues
-            .into_iter()
-            .zip(found)
-            .find(|(_, n)| *n == 1)
-            .map(|(q, _)| q))
+        Ok(None)
     }
 }
 

@@ -84,17 +84,11 @@ impl IntoResponse for Problem {
     }
 }
 
-/// A Redis failure is the server's dependency being away: 503, retryable.
-impl From<crate::queue::QueueError> for Problem {
-    fn from(e: crate::queue::QueueError) -> Self {
+/// A backend failure is the server's dependency being away: 503, retryable.
+impl From<crate::backend::QueueError> for Problem {
+    fn from(e: crate::backend::QueueError) -> Self {
         tracing::warn!(error = %e, "api: queue error");
         Self::unavailable(format!("the queue is unavailable: {e}"))
-    }
-}
-
-impl From<redis::RedisError> for Problem {
-    fn from(e: redis::RedisError) -> Self {
-        crate::queue::QueueError::from(e).into()
     }
 }
 

@@ -1,24 +1,24 @@
 //! The dashboard's login: a server-side session per login, so the browser never holds a
 //! credential. Logging in with an admin API key or token creates a random session id, stored
-//! in Redis under the prefix (`{prefix}:session:{sha256(id)}`, a TTL of `[http]
-//! session_ttl_secs`, so every API process shares it); the cookie holds only the id (HttpOnly,
+//! hashed by the backend's `Sessions` (Redis: `{prefix}:session:{sha256(id)}`) for `[http]
+//! session_ttl_secs`, so every API process shares it; the cookie holds only the id (HttpOnly,
 //! SameSite=Strict, `Secure` over TLS). Logging out deletes the session; an expired or unknown
 //! one lands on the login page. Also the dashboard's gate (`admin`) and its same-origin check.
 use super::ApiState;
 use super::auth::{COOKIE, Caller, cookie};
+use crate::backend::Session;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where sessions live and how long; built from `[http]`.
 pub struct Sessions {
-    pub conn: ConnectionManager,
-    pub prefix: String,
+    pub store: Arc<dyn crate::backend::Sessions>,
     pub ttl: Duration,
     /// `Secure` on every cookie (`[http] secure_cookie`).
     pub always_secure: bool,
@@ -26,60 +26,40 @@ pub struct Sessions {
     pub trust_forwarded_proto: bool,
 }
 
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Stored {
-    user: String,
-    admin: bool,
-}
-
 impl Sessions {
-    /// The session's key. The id is stored hashed: a read of Redis gives no usable cookie.
-    fn key(&self, id: &str) -> String {
-        format!(
-            "{}:session:{}",
-            self.prefix,
-            hex::encode(Sha256::digest(id))
-        )
+    /// The session's key in the store. The id is stored hashed: a read of the store gives no
+    /// usable cookie.
+    fn key(id: &str) -> String {
+        hex::encode(Sha256::digest(id))
     }
 
     /// A new session for `caller`, living `ttl` (or until the caller's token expires).
-    pub async fn create(&self, caller: &Caller) -> redis::RedisResult<(String, Duration)> {
+    pub async fn create(&self, caller: &Caller) -> crate::backend::Result<(String, Duration)> {
         let id = hex::encode(rand::random::<[u8; 32]>());
         let mut ttl = self.ttl;
         if let Some(exp) = caller.expires_at {
             let left = exp.saturating_sub(chrono::Utc::now().timestamp().max(0) as u64);
             ttl = ttl.min(Duration::from_secs(left.max(1)));
         }
-        let value = serde_json::json!({"user": caller.user, "admin": caller.admin}).to_string();
-        let _: () = redis::cmd("SET")
-            .arg(self.key(&id))
-            .arg(value)
-            .arg("PX")
-            .arg(ttl.as_millis().max(1) as u64)
-            .query_async(&mut self.conn.clone())
-            .await?;
+        let session = Session {
+            user: caller.user.clone(),
+            admin: caller.admin,
+        };
+        self.store.create(&Self::key(&id), &session, ttl).await?;
         Ok((id, ttl))
     }
 
     /// The session's caller; None when it is unknown or expired.
-    pub async fn get(&self, id: &str) -> redis::RedisResult<Option<Caller>> {
-        let v: Option<String> = redis::cmd("GET")
-            .arg(self.key(id))
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(v.and_then(|v| serde_json::from_str::<Stored>(&v).ok())
-            .map(|s| Caller {
-                user: s.user,
-                admin: s.admin,
-                expires_at: None,
-            }))
+    pub async fn get(&self, id: &str) -> crate::backend::Result<Option<Caller>> {
+        Ok(self.store.get(&Self::key(id)).await?.map(|s| Caller {
+            user: s.user,
+            admin: s.admin,
+            expires_at: None,
+        }))
     }
 
-    pub async fn delete(&self, id: &str) -> redis::RedisResult<()> {
-        redis::cmd("DEL")
-            .arg(self.key(id))
-            .query_async(&mut self.conn.clone())
-            .await
+    pub async fn delete(&self, id: &str) -> crate::backend::Result<()> {
+        self.store.delete(&Self::key(id)).await
     }
 
     /// Was this request made over TLS, as far as the server can know?

@@ -4,17 +4,20 @@
 //! heartbeat, progress), [`Upkeep`] (rescue, trim, sweep, stats: safe in every process at once)
 //! and [`Inspect`] (operators' show, cancel, replay, pause). A [`Backend`] opens queue handles and
 //! owns what spans queues: the queue registry, the idle fetcher's wake-up, cancel requests,
-//! the cross-process gates of cron and sweep ([`cron`]) and the shared rate limits ([`ratelimit`]).
+//! the cross-process gates of cron and sweep ([`cron`]), the shared rate limits ([`ratelimit`]),
+//! all-or-nothing batches, the event log and dashboard [`Sessions`].
 //! The Redis implementation is `crate::queue`; nothing outside it speaks Redis.
 pub mod cron;
 pub mod error;
 pub mod model;
 pub mod ratelimit;
+pub mod sessions;
 
 pub use cron::{CronGate, Gate, Gates};
 pub use error::{QueueError, Result};
 pub use model::*;
 pub use ratelimit::RateLog;
+pub use sessions::{Session, Sessions};
 
 use crate::events::{Event, Logged, StreamId};
 use async_trait::async_trait;
@@ -188,6 +191,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Option<Box<dyn WorkSignal>>;
     /// The event log of this backend's prefix.
     fn event_log(&self) -> Arc<dyn EventLog>;
+    /// The dashboard's login sessions of this backend's prefix.
+    fn sessions(&self) -> Arc<dyn Sessions>;
+    /// Enqueue jobs bound for any queues all or nothing (each checked against
+    /// `options.limits` first); one result per job, in order.
+    async fn enqueue_atomic(&self, options: &QueueOptions, jobs: &[Job]) -> Result<Vec<Enqueued>>;
     /// Ids of `queue`'s running jobs as their cancellation is requested. The stream ends when the
     /// subscription breaks (callers subscribe again; heartbeats also carry requests).
     async fn cancel_requests(&self, queue: &str) -> Result<BoxStream<'static, String>>;

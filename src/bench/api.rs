@@ -52,15 +52,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-async fn drop_prefix(conn: &mut redis::aio::ConnectionManager, prefix: &str) {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(conn)
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(1000) {
-        let _: redis::RedisResult<()> = redis::cmd("UNLINK").arg(chunk).query_async(conn).await;
-    }
+async fn drop_prefix(url: &str, prefix: &str) {
+    let _ = queue::delete_matching(url, &format!("{prefix}:*")).await;
 }
 
 async fn direct(q: &RedisQueue, secs: u64, producers: usize) -> Result<(f64, f64, f64), String> {
@@ -133,7 +126,7 @@ fn wrk(base: &str, token: &str, a: &ApiBenchArgs) -> Result<(f64, f64, f64), Str
 }
 
 pub async fn run(a: &ApiBenchArgs, redis_url: &str) -> Result<ApiBenchReport, String> {
-    let mut conn = queue::connect(redis_url).await.map_err(|e| e.to_string())?;
+    let conn = queue::connect(redis_url).await.map_err(|e| e.to_string())?;
     let token = auth::new_key();
     let mut rounds = Vec::new();
     for r in 0..a.rounds {
@@ -151,7 +144,9 @@ pub async fn run(a: &ApiBenchArgs, redis_url: &str) -> Result<ApiBenchReport, St
             admin: false,
         });
         let stop = CancellationToken::new();
-        let state = ApiState::new(&s, Registry::builtin(), conn.clone(), None, stop.clone())
+        let backend =
+            std::sync::Arc::new(queue::RedisBackend::new(redis_url, &prefix, conn.clone()));
+        let state = ApiState::new(&s, Registry::builtin(), backend, None, stop.clone())
             .await
             .map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -176,10 +171,10 @@ pub async fn run(a: &ApiBenchArgs, redis_url: &str) -> Result<ApiBenchReport, St
         };
         stop.cancel();
         let _ = server.await;
-        drop_prefix(&mut conn, &prefix).await;
+        drop_prefix(redis_url, &prefix).await;
         let q = RedisQueue::new(conn.clone(), &prefix, "maintenance", s.queue_options());
         let (d_rps, d_p50, d_p99) = direct(&q, a.seconds, a.connections).await?;
-        drop_prefix(&mut conn, &prefix).await;
+        drop_prefix(redis_url, &prefix).await;
         eprintln!(
             "round {}: HTTP {http_rps:.0} req/s (p99 {http_p99:.2} ms), Redis-direct {d_rps:.0}/s (p99 {d_p99:.2} ms)",
             r + 1

@@ -3,12 +3,12 @@
 //!
 //! `/metrics` first reads every queue's state from Redis into the gauges, then renders the
 //! process's recorder. `/healthz` says the process serves (from its start, before Redis
-//! answers); `/readyz` that Redis and, when one is configured, PostgreSQL answer within
-//! `[http] ready_timeout_secs`, else 503 naming what is down.
+//! answers); `/readyz` that the queue backend (`Backend::ping`) and, when one is configured,
+//! PostgreSQL answer within `[http] ready_timeout_secs`, else 503 naming what is down.
 pub mod server;
 
 use crate::api::problem::Problem;
-use crate::backend::{Backend, Queue};
+use crate::backend::{Backend, Queue, QueueError};
 use crate::metrics;
 use axum::Router;
 use axum::extract::State;
@@ -97,6 +97,10 @@ async fn ready(State(s): State<HttpState>) -> impl IntoResponse {
         let name = s.backend.name();
         match tokio::time::timeout(limit, s.backend.ping()).await {
             Ok(Ok(())) => None,
+            // The backend's own error, as before the seam: `redis unreachable: <redis error>`.
+            Ok(Err(QueueError::Backend { source, .. })) => {
+                Some(format!("{name} unreachable: {source}"))
+            }
             Ok(Err(e)) => Some(format!("{name} unreachable: {e}")),
             Err(_) => Some(format!("{name} unreachable: no answer within {limit:?}")),
         }

@@ -115,6 +115,10 @@ impl Keys {
     pub fn rate_log(prefix: &str, account: &str) -> String {
         format!("{prefix}:ratelimit:{{{account}}}:log")
     }
+    /// STRING holding one dashboard session (JSON), with its TTL; `digest` is the hashed id.
+    pub fn session(prefix: &str, digest: &str) -> String {
+        format!("{prefix}:session:{digest}")
+    }
 }
 
 #[cfg(test)]

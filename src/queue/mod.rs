@@ -5,16 +5,19 @@
 //! finish, heartbeat, progress), `maint` (rescue, trim, stats: safe in every process) and
 //! `admin` (show, cancel, replay, purge, pause), `sweep` (the consistency pass). `seam` puts them
 //! behind the backend traits of `crate::backend`, and [`RedisBackend`] opens queues and hands
-//! out what spans them: `cron_gate` (gates, cron marks, the clock) and `rate_log`.
+//! out what spans them: `cron_gate` (gates, cron marks, the clock), `rate_log`, `events` (the
+//! event log) and `sessions` (dashboard logins).
 pub mod admin;
 pub mod claim;
 pub mod cron_gate;
 pub mod enqueue;
+pub mod events;
 pub mod keys;
 pub mod maint;
 pub mod rate_log;
 pub mod scripts;
 pub mod seam;
+pub mod sessions;
 pub mod sweep;
 
 pub use crate::backend::backoff;

@@ -1,12 +1,14 @@
 //! The Redis queue behind the backend traits: [`RedisQueue`] serves every per-queue role by its
 //! own methods, and [`RedisBackend`] (a URL, a prefix and a shared connection) opens queues, wakes
-//! idle fetchers with a blocking pop on a connection of their own, and streams cancel requests
-//! from pub/sub; the gates, cron marks and rate logs are `cron_gate` and `rate_log`.
+//! idle fetchers with a blocking pop on a connection of their own, streams cancel requests from
+//! pub/sub, and hands out the gates, cron marks and rate logs (`cron_gate`, `rate_log`), the
+//! event log (`super::events`) and sessions (`super::sessions`).
 use super::cron_gate::RedisGates;
+use super::events;
 use super::rate_log::RedisRateLog;
 use super::{ConnectionManager, RedisQueue, Result, connect_until, known_queues};
 use crate::backend::{self as b, Backend, Queue, QueueOptions, WorkSignal};
-use crate::events::{self, Event, Logged, StreamId};
+use crate::events::{Event, Logged, StreamId};
 use async_trait::async_trait;
 use chatter_jobs::Job;
 use futures::StreamExt;
@@ -271,6 +273,19 @@ impl Backend for RedisBackend {
             conn: self.conn.clone(),
             key: super::Keys::new(&self.prefix, "").event_log(),
         })
+    }
+    fn sessions(&self) -> Arc<dyn b::Sessions> {
+        Arc::new(super::sessions::RedisSessions {
+            conn: self.conn.clone(),
+            prefix: self.prefix.clone(),
+        })
+    }
+    async fn enqueue_atomic(
+        &self,
+        options: &QueueOptions,
+        jobs: &[Job],
+    ) -> Result<Vec<b::Enqueued>> {
+        super::enqueue::enqueue_atomic(&self.conn, &self.prefix, options, jobs).await
     }
     async fn cancel_requests(&self, queue: &str) -> Result<BoxStream<'static, String>> {
         let channel = super::Keys::new(&self.prefix, queue).cancel_channel();

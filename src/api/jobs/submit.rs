@@ -11,7 +11,7 @@ use super::{JobCreate, JobPriority, JobView};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
 use crate::api::problem::{ApiResult, FieldError, Problem};
-use crate::queue::QueueError;
+use crate::backend::QueueError;
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
