@@ -12,6 +12,7 @@ use crate::api::ApiState;
 use crate::api::auth::Caller;
 use crate::api::problem::{ApiResult, FieldError, Problem};
 use crate::backend::QueueError;
+use crate::submit::{SubmitError, check_job};
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -280,14 +281,14 @@ pub(super) async fn build_job(
     let mut job = b.build();
     job.args = c.args;
     job.metadata = c.metadata;
-    job.validate()
-        .map_err(|e| Problem::field(f(e.field), e.message))?;
-    // Sizes before the kind's check: that may walk the arguments (a workflow definition).
-    s.options
-        .limits
-        .check(&job)
-        .map_err(|e| limit_problem(&e, at))?;
-    (spec.check)(&job).map_err(|e| Problem::field(f("kwargs"), e))?;
+    // The checks every producer's jobs pass (crate::submit), after the caller's permission.
+    check_job(&s.registry, &s.options.limits, &job, 0, Timestamp::now()).map_err(|e| match e {
+        SubmitError::Invalid(e) => Problem::field(f(e.field), e.message),
+        SubmitError::Limit { error, .. } => limit_problem(&error, at),
+        SubmitError::Args { message, .. } => Problem::field(f("kwargs"), message),
+        SubmitError::UnknownKind(e) => Problem::field(f("function_name"), e.to_string()),
+        other => Problem::field(f("function_name"), other.to_string()),
+    })?;
     check_owner(s, caller, &job).await?;
     Ok(job)
 }
