@@ -6,7 +6,7 @@
 //! Timed: extraction of the gathered files (source MB/s) and splitting of their text (text MB/s,
 //! chunks/s), on one thread and on every core; the median of `rounds`. Not timed: the invariant
 //! check over every chunk (size by the tokenizer's own count, offsets, order, coverage, overlap).
-use crate::cli::ChunkingBenchArgs;
+use super::args::ChunkingBenchArgs;
 use chatter_jobs::chunk::extract::{self, DocType, ExtractLimits};
 use chatter_jobs::chunk::split::{self, Piece, SplitParams};
 use chatter_jobs::chunk::tokenizer::Tokenizer;

@@ -2,8 +2,8 @@
 //! ~256-token chunks of real text (and how closely their vectors agree), then end-to-end
 //! ingestion of real documents into pgvector by a worker process: documents/s, chunks/s and the
 //! worker's peak RSS.
+use super::args::EmbeddingBenchArgs;
 use super::chunking::{Doc, default_sources, gather};
-use crate::cli::EmbeddingBenchArgs;
 use crate::ingest::{self, IngestOptions};
 use crate::queue::{self, QueueOptions, RedisQueue};
 use chatter_jobs::chunk::extract::{DocType, ExtractLimits};

@@ -3,6 +3,7 @@
 //! `workflows` (with `chat_server`, a local OpenAI-compatible chat server), and `api` (the HTTP
 //! enqueue route under wrk, with Redis-direct enqueues).
 pub mod api;
+pub mod args;
 pub mod chat_server;
 pub mod chunking;
 pub mod embedding;

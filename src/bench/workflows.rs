@@ -7,8 +7,8 @@
 //!   each node checkpointed in PostgreSQL, model calls over HTTP;
 //! - the peer, LangGraph (what Chatter runs today; `bench/peers/langgraph`), on the same graph
 //!   and server: in memory, and with its PostgreSQL checkpointer.
+use super::args::WorkflowsBenchArgs;
 use super::chat_server::ChatServer;
-use crate::cli::WorkflowsBenchArgs;
 use crate::outbox::BackendOutbox;
 use crate::pool::{self, PoolConfig};
 use crate::queue::{self, QueueOptions, RedisBackend, RedisQueue};

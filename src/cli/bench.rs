@@ -1,10 +1,10 @@
 //! `bench`: run one benchmark (queue, chunking, embedding, workflows, API) with the settings'
 //! Redis and PostgreSQL, and print its report (Debug text, or JSON). The benchmarks' own flags
 //! are defined here; the benchmarks are in `crate::bench`.
+pub use crate::bench::args::{ChunkingBenchArgs, EmbeddingBenchArgs, WorkflowsBenchArgs};
 use crate::bench::{self, BenchOptions};
 use crate::config::Settings;
-use clap::{Args, Subcommand};
-use std::path::PathBuf;
+use clap::Subcommand;
 
 pub async fn run(s: &Settings, what: BenchWhat, json: bool) -> anyhow::Result<()> {
     match what {
@@ -101,87 +101,4 @@ pub enum BenchWhat {
     /// `POST /api/v1/jobs` under wrk (64 connections, loopback): requests/s and p99, with the
     /// Redis-direct enqueue rate of the same number of producers.
     Api(crate::bench::api::ApiBenchArgs),
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct WorkflowsBenchArgs {
-    /// Workflow runs per end-to-end round (and per LangGraph round).
-    #[arg(long, default_value_t = 200)]
-    pub runs: usize,
-    /// Runs at once (the worker pool's concurrency; LangGraph's semaphore).
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: usize,
-    /// Sequential runs per round of the in-memory engine measurement.
-    #[arg(long, default_value_t = 2000)]
-    pub engine_runs: usize,
-    /// Timed rounds (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Skip LangGraph.
-    #[arg(long)]
-    pub no_peer: bool,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct EmbeddingBenchArgs {
-    /// Chunks embedded per round.
-    #[arg(long, default_value_t = 512)]
-    pub chunks: usize,
-    /// Chunk size in the model's tokens (its limit is 254 without [CLS] and [SEP]).
-    #[arg(long, default_value_t = 254)]
-    pub max_tokens: usize,
-    /// Our inputs per forward pass, here and in the end-to-end worker (default: each
-    /// runtime's own, as `[embedding] local_batch`).
-    #[arg(long)]
-    pub batch: Option<usize>,
-    /// sentence-transformers' batch_size.
-    #[arg(long, default_value_t = 16)]
-    pub peer_batch: usize,
-    /// Our forward passes at once (0: one per core; default as `[embedding] local_lanes`).
-    #[arg(long)]
-    pub lanes: Option<usize>,
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// MB of documents' text ingested end to end (needs DATABASE_URL; 0 skips it).
-    #[arg(long, default_value_t = 1.0)]
-    pub ingest_mb: f64,
-    /// Where chunks and documents are written (default: a temporary folder).
-    #[arg(long)]
-    pub corpus_dir: Option<PathBuf>,
-    /// Skip sentence-transformers.
-    #[arg(long)]
-    pub no_peer: bool,
-    /// The int8 ONNX model folder measured next to the F32 one (default: where
-    /// `scripts/fetch-model.sh int8` puts it; skipped when missing).
-    #[arg(long)]
-    pub int8_dir: Option<PathBuf>,
-    /// The folder the end-to-end worker runs (default: the faster of the two).
-    #[arg(long)]
-    pub ingest_model_dir: Option<PathBuf>,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct ChunkingBenchArgs {
-    /// Folders to take documents from (default: /usr/share/doc and the Rust toolchain's docs).
-    #[arg(long)]
-    pub source: Vec<PathBuf>,
-    /// MB of extracted text to gather.
-    #[arg(long, default_value_t = 50.0)]
-    pub mb: f64,
-    #[arg(long, default_value_t = 256)]
-    pub max_tokens: usize,
-    #[arg(long, default_value_t = 32)]
-    pub overlap: usize,
-    /// Timed rounds per system (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: usize,
-    /// Threads splitting documents at once (default: every core).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Where the gathered corpus is written as .txt files (default: a temporary folder).
-    #[arg(long)]
-    pub corpus_dir: Option<PathBuf>,
-    /// Skip the langchain comparison.
-    #[arg(long)]
-    pub no_peer: bool,
 }

@@ -1,12 +1,14 @@
 //! What every command starts from: the settings (the TOML file, then the global flags and their
 //! environment variables) and handles on the queues a command names: one by name, every known
 //! one, the one holding a job. Errors name what was asked for and what exists.
+use crate::backend::Enqueued;
 use crate::backend::{Backend, Queue};
 use crate::cli::Cli;
 use crate::config::Settings;
 use crate::jobs::Registry;
+use crate::jobs::{Job, Timestamp};
 use crate::queue::RedisBackend;
-use crate::submit::Submitter;
+use crate::submit::{Submitter, check_job};
 use anyhow::{Context, bail};
 use std::sync::Arc;
 
@@ -45,13 +47,17 @@ pub(crate) async fn backend(s: &Settings) -> anyhow::Result<Arc<dyn Backend>> {
     Ok(Arc::new(b))
 }
 
-/// The submit path over the configured backend.
-pub(crate) async fn submitter(s: &Settings, registry: &Registry) -> anyhow::Result<Submitter> {
-    Ok(Submitter::new(
-        backend(s).await?,
-        registry.clone(),
-        s.queue_options(),
-    ))
+/// Submit one job through the submit path of the configured backend. The job is checked before
+/// anything connects: a bad job is refused even with the backend down, and nothing is sent.
+pub(crate) async fn submit_one(
+    s: &Settings,
+    registry: &Registry,
+    job: &Job,
+) -> Result<Enqueued, anyhow::Error> {
+    let options = s.queue_options();
+    check_job(registry, &options.limits, job, 0, Timestamp::now())?;
+    let submitter = Submitter::new(backend(s).await?, registry.clone(), options);
+    Ok(submitter.submit_one(job).await?)
 }
 
 pub(crate) async fn queue_handle(s: &Settings, name: &str) -> anyhow::Result<Arc<dyn Queue>> {

@@ -1,7 +1,7 @@
 //! `enqueue` and `jobs`: put one job on its kind's queue (checked as the queue and the kind
 //! check it, so a bad job is refused before it is sent), and show, cancel or retry one job by id,
 //! wherever it is.
-use super::context::{find_job, submitter};
+use super::context::{find_job, submit_one};
 use crate::backend::CancelResult;
 use crate::cli::{EnqueueArgs, JobsAction};
 use crate::config::Settings;
@@ -33,7 +33,7 @@ pub async fn enqueue(
         b = b.name(n);
     }
     let job = b.build();
-    let r = submitter(s, registry).await?.submit_one(&job).await?;
+    let r = submit_one(s, registry, &job).await?;
     if json {
         println!(
             "{}",

@@ -1,7 +1,7 @@
 //! `workflows validate|run`: check Chatter workflow definitions (every problem, named by node or
 //! edge id; exit 1 when any file is invalid), and enqueue a run of one, with `--wait` following
 //! it to its end (exit 1 unless it completed).
-use super::context::{queue_handle, submitter};
+use super::context::{queue_handle, submit_one};
 use crate::cli::{WorkflowRunArgs, WorkflowsAction};
 use crate::config::Settings;
 use crate::jobs::Registry;
@@ -88,12 +88,15 @@ async fn workflow_run(
     .priority(a.priority)
     .build();
     let spec = registry.resolve(&job.function_name)?;
-    let r = match submitter(s, registry).await?.submit_one(&job).await {
+    let r = match submit_one(s, registry, &job).await {
         Ok(r) => r,
-        Err(SubmitError::Args { message, .. }) => {
-            anyhow::bail!("{}: {message}", a.file.display())
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => match e.downcast::<SubmitError>() {
+            Ok(SubmitError::Args { message, .. }) => {
+                anyhow::bail!("{}: {message}", a.file.display())
+            }
+            Ok(other) => return Err(other.into()),
+            Err(e) => return Err(e),
+        },
     };
     let q = queue_handle(s, &spec.queue).await?;
     if !a.wait {

@@ -123,7 +123,7 @@ impl Scheduler {
 
     pub async fn run(mut self, shutdown: CancellationToken) {
         let gate = self.backend.cron_gate();
-        let mut retry = crate::queue::backoff();
+        let mut retry = crate::backend::backoff();
         loop {
             // The backend's clock, shared by every process: a machine with a skewed clock
             // neither fires early nor marks ticks missed.
@@ -136,7 +136,7 @@ impl Scheduler {
             };
             let wait = match self.pass(now).await {
                 Ok(_) => {
-                    retry = crate::queue::backoff();
+                    retry = crate::backend::backoff();
                     self.poll
                 }
                 Err(e) => {
