@@ -3,7 +3,8 @@
 //! share, and job and document events also into the event log (`crate::events`), from which
 //! the API relays them with replay.
 use crate::backend::{Backend, QueueOptions};
-use chatter_jobs::{Job, Outbox};
+use crate::submit::Submitter;
+use chatter_jobs::{Job, Outbox, Registry};
 use futures::future::BoxFuture;
 use serde_json::Value;
 use std::sync::Arc;
@@ -12,36 +13,27 @@ use std::sync::Arc;
 pub struct BackendOutbox {
     backend: Arc<dyn Backend>,
     options: QueueOptions,
+    /// Follow-up jobs take the submit path every producer's jobs take, against the kinds this
+    /// build ships (handlers only send those).
+    submit: Submitter,
 }
 
 impl BackendOutbox {
     pub fn new(backend: Arc<dyn Backend>, options: QueueOptions) -> Self {
-        Self { backend, options }
+        let submit = Submitter::new(backend.clone(), Registry::builtin(), options.clone());
+        Self {
+            backend,
+            options,
+            submit,
+        }
     }
 }
 
 impl Outbox for BackendOutbox {
     fn enqueue(&self, jobs: Vec<Job>) -> BoxFuture<'_, Result<Vec<String>, String>> {
         Box::pin(async move {
-            // One batch per queue, answers put back in the jobs' order.
-            let mut ids = vec![String::new(); jobs.len()];
-            let mut queues: Vec<&str> = jobs.iter().map(|j| j.queue.as_str()).collect();
-            queues.sort_unstable();
-            queues.dedup();
-            for name in queues {
-                let (at, batch): (Vec<usize>, Vec<Job>) = jobs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, j)| j.queue == name)
-                    .map(|(i, j)| (i, j.clone()))
-                    .unzip();
-                let q = self.backend.queue(name, self.options.clone());
-                let done = q.enqueue_batch(&batch).await.map_err(|e| e.to_string())?;
-                for (i, e) in at.into_iter().zip(done) {
-                    ids[i] = e.id;
-                }
-            }
-            Ok(ids)
+            let done = self.submit.submit(&jobs).await.map_err(|e| e.to_string())?;
+            Ok(done.into_iter().map(|e| e.id).collect())
         })
     }
 

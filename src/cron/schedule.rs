@@ -159,12 +159,16 @@ impl Schedule {
         if s.next_after(Utc::now()).is_none() {
             return Err(err("cron", format!("{:?} never fires", s.spec.cron)));
         }
-        // The arguments are checked like any producer's.
-        (registry
-            .resolve(&s.spec.kind)
-            .map_err(|e| err("kind", e.to_string()))?
-            .check)(&s.job(Utc::now()).build())
-        .map_err(|e| err("args", e))?;
+        // The job a tick enqueues is checked like any producer's (crate::submit), once, here.
+        let job = s.job(Utc::now()).build();
+        let limits = chatter_jobs::JobLimits::default();
+        crate::submit::check_job(registry, &limits, &job, 0, job.created_at).map_err(
+            |e| match e {
+                crate::submit::SubmitError::UnknownKind(e) => err("kind", e.to_string()),
+                crate::submit::SubmitError::Args { message, .. } => err("args", message),
+                other => err("args", other.to_string()),
+            },
+        )?;
         Ok(s)
     }
 
