@@ -9,7 +9,7 @@ use crate::backend::Queue;
 use chatter_jobs::Job;
 use chatter_jobs::chunk::source::resolve_under_root;
 use chatter_jobs::kinds::documents::{ChunkDocumentArgs, chunk_job};
-use chatter_jobs::store::{DocumentStatus, DocumentStore, NewDocument, Store};
+use chatter_jobs::store::{DocumentStatus, DocumentStore, NewDocument};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -107,7 +107,7 @@ fn bar(len: u64, show: bool, what: &str) -> ProgressBar {
 
 pub async fn ingest(
     o: &IngestOptions,
-    store: &Store,
+    store: &dyn DocumentStore,
     queue: &dyn Queue,
 ) -> Result<Vec<Ingested>, IngestError> {
     let root = o
@@ -155,7 +155,7 @@ async fn register(
     f: &Path,
     root: &Path,
     owner: &str,
-    store: &Store,
+    store: &dyn DocumentStore,
 ) -> Result<(Ingested, Job), IngestError> {
     let real = resolve_under_root(root, f).map_err(|e| file_err(f, e))?;
     let rel = real
@@ -214,7 +214,7 @@ async fn enqueue(
 /// record the documents' statuses.
 async fn wait(
     o: &IngestOptions,
-    store: &Store,
+    store: &dyn DocumentStore,
     queue: &dyn Queue,
     out: &mut [Ingested],
     limit: Duration,

@@ -4,13 +4,13 @@
 //! pass ends it from the job's state in Redis. Safe in every process at once (each row is
 //! closed by a conditional update).
 use crate::backend::Queue;
-use chatter_jobs::store::{Store, WorkflowStore};
+use chatter_jobs::store::WorkflowStore;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub struct Reconciler {
-    pub store: Store,
+    pub store: Arc<dyn WorkflowStore>,
     /// The `workflows` queue.
     pub queue: Arc<dyn Queue>,
     pub interval: Duration,

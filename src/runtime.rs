@@ -122,7 +122,9 @@ pub async fn run(
             &settings,
             registry.clone(),
             backend.clone(),
-            store.clone(),
+            store
+                .clone()
+                .map(|s| Arc::new(s) as Arc<dyn chatter_jobs::store::DocumentStore>),
             background.clone(),
         )
         .await?;
@@ -143,7 +145,9 @@ pub async fn run(
         queues: Arc::new(queues.clone()),
         handle,
         api,
-        store: store.clone(),
+        store: store
+            .clone()
+            .map(|s| Arc::new(s) as Arc<dyn chatter_jobs::store::StoreHealth>),
         ready_timeout: Duration::from_secs_f64(settings.http.ready_timeout_secs),
     }));
     let rescuer = Rescuer {
@@ -191,7 +195,7 @@ pub async fn run(
         .filter(|_| names.iter().any(|n| n == queues::WORKFLOWS))
         .map(|store| {
             let r = Reconciler {
-                store,
+                store: Arc::new(store),
                 queue: backend.queue(queues::WORKFLOWS, settings.queue_options()),
                 interval: Duration::from_secs_f64(settings.retention_interval_secs),
                 idle: Duration::from_secs_f64(settings.workflows.step_timeout_secs.max(1.0) * 2.0),

@@ -811,7 +811,7 @@ async fn a_long_delay_snoozes_the_job_and_a_cancel_while_snoozed_closes_the_exec
         "running"
     );
     let reconciler = chatter_worker::reconcile::Reconciler {
-        store: kit.k.store.clone(),
+        store: std::sync::Arc::new(kit.k.store.clone()),
         queue: std::sync::Arc::new(kit.wq.clone()),
         interval: Duration::from_secs(1),
         idle: Duration::ZERO,

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::{get, post};
 use chatter_jobs::Registry;
-use chatter_jobs::store::Store;
+use chatter_jobs::store::DocumentStore;
 use problem::{ApiResult, Problem};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,7 @@ pub struct Inner {
     pub registry: Registry,
     pub auth: Auth,
     pub hub: Arc<events::Hub>,
-    pub store: Option<Store>,
+    pub store: Option<Arc<dyn DocumentStore>>,
     pub max_batch: usize,
     pub keepalive: Duration,
     /// Kinds users may enqueue (`[api] user_kinds`); admins may enqueue every kind.
@@ -67,7 +67,7 @@ impl ApiState {
         settings: &Settings,
         registry: Registry,
         backend: Arc<dyn Backend>,
-        store: Option<Store>,
+        store: Option<Arc<dyn DocumentStore>>,
         stop: tokio_util::sync::CancellationToken,
     ) -> crate::backend::Result<Self> {
         let hub = events::Hub::start(backend.clone(), stop.clone()).await;

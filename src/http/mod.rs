@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use chatter_jobs::store::Store;
+use chatter_jobs::store::StoreHealth;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub struct HttpState {
     /// The API, events and dashboard (`[api] enabled`), with the request body limit.
     pub api: Option<(crate::api::ApiState, usize)>,
     /// PostgreSQL, when the process has one: `/readyz` checks it too.
-    pub store: Option<Store>,
+    pub store: Option<Arc<dyn StoreHealth>>,
     /// Longest `/readyz` waits for each dependency.
     pub ready_timeout: Duration,
 }

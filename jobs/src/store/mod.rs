@@ -47,6 +47,13 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Whether the store answers (readiness checks).
+#[async_trait::async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// One round trip.
+    async fn ping(&self) -> Result<()>;
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         Self::Db(e)

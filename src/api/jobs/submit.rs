@@ -17,7 +17,6 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chatter_jobs::kinds::{documents, workflows};
-use chatter_jobs::store::DocumentStore;
 use chatter_jobs::{Job, JobBuilder, LimitError, Timestamp};
 use serde_json::{Map, Value};
 

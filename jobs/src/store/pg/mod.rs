@@ -80,3 +80,10 @@ fn redact(url: &str) -> String {
         _ => url.to_string(),
     }
 }
+
+#[async_trait::async_trait]
+impl super::StoreHealth for Store {
+    async fn ping(&self) -> Result<()> {
+        Store::ping(self).await
+    }
+}
