@@ -57,13 +57,6 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The kinds this build ships.
-    pub fn builtin() -> Self {
-        let mut r = Self::default();
-        crate::kinds::register_builtin(&mut r);
-        r
-    }
-
     /// Register a kind whose arguments are not checked before enqueue.
     pub fn register<F, Fut>(&mut self, name: &str, queue: &str, handler: F) -> &mut Self
     where

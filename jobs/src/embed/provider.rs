@@ -3,14 +3,8 @@
 use futures::future::BoxFuture;
 use std::time::Duration;
 
-/// The vector space a provider writes into: vectors of different models or dimensions never mix.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Space {
-    /// `openai` or `local` (written to `document_chunks.embedding_provider`).
-    pub provider: String,
-    pub model: String,
-    pub dimensions: usize,
-}
+/// The vector space a provider writes into (defined by the store, which keeps spaces apart).
+pub use crate::store::vectors::Space;
 
 /// How much one provider request may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

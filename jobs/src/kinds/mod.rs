@@ -9,6 +9,15 @@ pub mod ping;
 pub mod sleep;
 pub mod workflows;
 
+impl Registry {
+    /// The kinds this build ships (defined here, beside them, so the registry knows no kind).
+    pub fn builtin() -> Self {
+        let mut r = Self::default();
+        register_builtin(&mut r);
+        r
+    }
+}
+
 pub fn register_builtin(r: &mut Registry) {
     r.register(ping::KIND, queues::MAINTENANCE, ping::run);
     r.register_checked(sleep::KIND, queues::MAINTENANCE, sleep::run, sleep::check);

@@ -4,10 +4,18 @@
 //!
 //! The embedding handler (and the `search` it serves to workflows and the CLI) uses this role.
 use super::Result;
-use crate::embed::provider::Space;
 use crate::store::Run;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+
+/// The vector space a provider writes into: vectors of different models or dimensions never mix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Space {
+    /// `openai` or `local` (written to `document_chunks.embedding_provider`).
+    pub provider: String,
+    pub model: String,
+    pub dimensions: usize,
+}
 
 /// The largest dimension pgvector's HNSW indexes as `vector`.
 const HNSW_MAX_VECTOR_DIMS: usize = 2000;

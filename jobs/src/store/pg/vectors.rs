@@ -6,7 +6,7 @@
 //! has 3,072) keep full-precision vectors and index their `halfvec` cast, which search orders by.
 use super::Store;
 use super::documents::{Locked, lock_document};
-use crate::embed::provider::Space;
+use crate::store::vectors::Space;
 use crate::store::vectors::{BatchWrite, ChunkText, Hit, IsCurrent, SpaceTables, VectorStore};
 use crate::store::{Result, StoreError};
 use pgvector::Vector;
