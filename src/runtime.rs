@@ -88,7 +88,7 @@ pub async fn run(
     // waits (a Redis outage at start is not a crash loop); the full routes come once it has.
     let background = CancellationToken::new();
     let _stop_servers = background.clone().drop_guard();
-    let limits = settings.http.limits();
+    let limits = server::Limits::from_settings(&settings.http);
     let (app, app_rx) = watch::channel(http::starting_router(handle.clone()));
     let http = tokio::spawn(server::serve(listener, app_rx, limits, background.clone()));
     let api_server = api_listener.map(|listener| {

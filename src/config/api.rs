@@ -5,7 +5,6 @@
 use super::ConfigError;
 use super::validate::{positive, secs};
 use serde::Deserialize;
-use std::time::Duration;
 
 /// `[api]`: `/api/v1` and `/dashboard`, served on `http_addr` beside `/metrics`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -143,12 +142,5 @@ impl HttpSettings {
             )));
         }
         Ok(())
-    }
-
-    pub fn limits(&self) -> crate::http::server::Limits {
-        crate::http::server::Limits {
-            header_timeout: Duration::from_secs_f64(self.header_timeout_secs),
-            max_connections: self.max_connections,
-        }
     }
 }

@@ -29,6 +29,16 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
+impl Limits {
+    /// From `[http]` (the settings say what; the server owns the type).
+    pub fn from_settings(h: &crate::config::HttpSettings) -> Self {
+        Self {
+            header_timeout: Duration::from_secs_f64(h.header_timeout_secs),
+            max_connections: h.max_connections,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self {
