@@ -6,6 +6,7 @@ mod suite;
 use chatter_worker::backend::Backend;
 use std::sync::Arc;
 
-fn backend_for(h: &common::Harness) -> Arc<dyn Backend> {
-    h.backend()
+/// The backend the tests act through, and the one their pools run on: both Redis.
+fn backends_for(h: &common::Harness) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+    (h.backend(), h.backend())
 }

@@ -10,8 +10,10 @@ mod suite;
 use chatter_worker::backend::Backend;
 use std::sync::Arc;
 
-fn backend_for(h: &common::Harness) -> Arc<dyn Backend> {
-    faulty::FaultyBackend::wrap(h.backend(), 3)
+/// The tests act on Redis itself (their own reads and operator calls see the truth); their
+/// pools run on it behind the fault injection.
+fn backends_for(h: &common::Harness) -> (Arc<dyn Backend>, Arc<dyn Backend>) {
+    (h.backend(), faulty::FaultyBackend::wrap(h.backend(), 3))
 }
 
 /// The decorator really fails calls, and a pool still completes every job exactly once.

@@ -1,7 +1,8 @@
 //! Backend conformance suite: the behaviours every queue backend must show. Each test seeds a
 //! queue under its own prefix, acts only through the backend traits (`Arc<dyn Backend>`,
 //! `Arc<dyn Queue>`) and a real pool, and compares the resulting state. The including test crate
-//! chooses the backend (`crate::backend_for`): `tests/conformance.rs` runs it on Redis,
+//! chooses the backend (`crate::backends_for`: the one the test acts through, and the one its
+//! pools run on): `tests/conformance.rs` runs it on Redis,
 //! `tests/conformance_faults.rs` on Redis behind a fault-injecting decorator. A later backend
 //! (SQLite, the embedded default) adds a crate of its own, with the two probes read in its own
 //! terms (a retry's run-at and the progress event on the live channel: through `h` here).
@@ -27,7 +28,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 struct Kit {
     /// The Redis harness: the prefix, and the probes that read Redis itself.
     h: Harness,
+    /// What the pools run on (the backend under test, or it behind fault injection).
     backend: Arc<dyn Backend>,
+    /// The test's own handle on the queue: how it seeds, acts as an operator, and reads state.
     q: Arc<dyn Queue>,
     reg: Registry,
 }
@@ -38,8 +41,8 @@ async fn kit() -> Kit {
 
 async fn kit_with(options: QueueOptions) -> Kit {
     let h = setup().await;
-    let backend: Arc<dyn Backend> = crate::backend_for(&h);
-    let q = backend.queue(Q, options);
+    let (tests, backend) = crate::backends_for(&h);
+    let q = tests.queue(Q, options);
     Kit {
         h,
         backend,
@@ -53,7 +56,7 @@ impl Kit {
         let shutdown = tokio_util::sync::CancellationToken::new();
         let join = tokio::spawn(chatter_worker::pool::run(
             self.backend.clone(),
-            self.q.clone(),
+            self.backend.queue(Q, self.q.options().clone()),
             registry,
             config,
             shutdown.clone(),
