@@ -14,7 +14,9 @@ pub struct BackendOutbox {
     backend: Arc<dyn Backend>,
     options: QueueOptions,
     /// Follow-up jobs take the submit path every producer's jobs take, against the kinds this
-    /// build ships (handlers only send those).
+    /// build ships (the shipped handlers only send those; a job of another kind, or for another
+    /// queue than its kind's, is refused with the reason rather than stranded on a queue no
+    /// handler reads).
     submit: Submitter,
 }
 

@@ -43,7 +43,7 @@ pub async fn run(
     settings.validate(&registry)?;
     // A bad schedule stops the start, naming the schedule and the field.
     let schedules = match settings.schedules_path().filter(|_| settings.scheduler) {
-        Some(path) => crate::cron::load(&path, &registry)
+        Some(path) => crate::cron::load_with(&path, &registry, &settings.queue_options().limits)
             .map_err(|e| RunError::Config(crate::config::ConfigError::Invalid(e)))?,
         None => Vec::new(),
     };
@@ -118,7 +118,8 @@ pub async fn run(
     tracing::info!(addr = %settings.http_addr, queues = ?names, "chatter-worker running");
 
     let api = if settings.api.enabled {
-        let state = crate::api::ApiState::new(
+        // Its event tail waits for Redis; a shutdown meanwhile ends the start, as above.
+        let start = crate::api::ApiState::new(
             &settings,
             registry.clone(),
             backend.clone(),
@@ -126,8 +127,11 @@ pub async fn run(
                 .clone()
                 .map(|s| Arc::new(s) as Arc<dyn chatter_jobs::store::DocumentStore>),
             background.clone(),
-        )
-        .await?;
+        );
+        let state = tokio::select! {
+            s = start => s?,
+            _ = shutdown.cancelled() => return Ok(Vec::new()),
+        };
         Some((state, settings.api.max_body()))
     } else {
         None

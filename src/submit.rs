@@ -105,7 +105,22 @@ impl Submitter {
         for (name, idx) in by_queue {
             let q = self.backend.queue(name, self.options.clone());
             let batch: Vec<Job> = idx.iter().map(|&i| jobs[i].clone()).collect();
-            for (i, e) in idx.into_iter().zip(q.enqueue_batch(&batch).await?) {
+            let done = q.enqueue_batch(&batch).await.map_err(|e| match e {
+                // The queue numbers its own sub-batch; the caller's numbering is `idx`.
+                QueueError::Limit { index, id, error } => SubmitError::Limit {
+                    index: idx.get(index).copied().unwrap_or(index),
+                    id,
+                    error,
+                },
+                other => SubmitError::Queue(other),
+            })?;
+            if done.len() != batch.len() {
+                return Err(SubmitError::Queue(QueueError::Reply {
+                    script: "enqueue",
+                    detail: format!("{} results for {} jobs", done.len(), batch.len()),
+                }));
+            }
+            for (i, e) in idx.into_iter().zip(done) {
                 out[i] = Some(e);
             }
         }

@@ -11,7 +11,8 @@ pub async fn run(s: &Settings, registry: &Registry, json: bool) -> anyhow::Resul
     let path = s
         .schedules_path()
         .context("no schedules file: give --schedules or create jobs/schedules.toml")?;
-    let list = crate::cron::load(&path, registry).map_err(anyhow::Error::msg)?;
+    let list = crate::cron::load_with(&path, registry, &s.queue_options().limits)
+        .map_err(anyhow::Error::msg)?;
     let gate = backend(s).await?.cron_gate();
     let now = chrono::Utc::now();
     let mut rows = Vec::new();

@@ -9,7 +9,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod ticks;
 
-pub use schedule::{CatchUp, Schedule, ScheduleError, ScheduleSpec, load};
+pub use schedule::{CatchUp, Schedule, ScheduleError, ScheduleSpec, load, load_with};
 pub use scheduler::{PassReport, Scheduler};
 pub use ticks::{next_after, prev_at_or_before};
 

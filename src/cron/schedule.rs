@@ -98,7 +98,18 @@ pub struct ScheduleError {
 }
 
 impl Schedule {
+    /// Check a schedule, its job against the default job limits.
     pub fn parse(spec: ScheduleSpec, registry: &Registry) -> Result<Self, ScheduleError> {
+        Self::parse_with(spec, registry, &chatter_jobs::JobLimits::default())
+    }
+
+    /// Check a schedule; the job a tick enqueues is checked as any producer's is, against
+    /// `limits` (the configured `[limits]`).
+    pub fn parse_with(
+        spec: ScheduleSpec,
+        registry: &Registry,
+        limits: &chatter_jobs::JobLimits,
+    ) -> Result<Self, ScheduleError> {
         let name = spec.name.clone();
         let err = |field: &str, message: String| ScheduleError {
             name: name.clone(),
@@ -161,8 +172,7 @@ impl Schedule {
         }
         // The job a tick enqueues is checked like any producer's (crate::submit), once, here.
         let job = s.job(Utc::now()).build();
-        let limits = chatter_jobs::JobLimits::default();
-        crate::submit::check_job(registry, &limits, &job, 0, job.created_at).map_err(
+        crate::submit::check_job(registry, limits, &job, 0, job.created_at).map_err(
             |e| match e {
                 crate::submit::SubmitError::UnknownKind(e) => err("kind", e.to_string()),
                 crate::submit::SubmitError::Args { message, .. } => err("args", message),
@@ -223,8 +233,18 @@ fn hour_repeats(expr: &str) -> bool {
         .is_some_and(|h| h.contains(['*', '/', ',', '-']))
 }
 
-/// Read and check a schedules file. Disabled schedules are kept (listed) but never fire.
+/// Read and check a schedules file against the default job limits.
 pub fn load(path: &Path, registry: &Registry) -> Result<Vec<Schedule>, String> {
+    load_with(path, registry, &chatter_jobs::JobLimits::default())
+}
+
+/// Read and check a schedules file, the ticks' jobs against `limits` (the configured
+/// `[limits]`). Disabled schedules are kept (listed) but never fire.
+pub fn load_with(
+    path: &Path,
+    registry: &Registry,
+    limits: &chatter_jobs::JobLimits,
+) -> Result<Vec<Schedule>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read schedules file {}: {e}", path.display()))?;
     let file: File =
@@ -240,7 +260,7 @@ pub fn load(path: &Path, registry: &Registry) -> Result<Vec<Schedule>, String> {
             ));
         }
         out.push(
-            Schedule::parse(spec, registry)
+            Schedule::parse_with(spec, registry, limits)
                 .map_err(|e| format!("schedules file {}: {e}", path.display()))?,
         );
     }

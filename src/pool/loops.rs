@@ -299,16 +299,21 @@ pub(crate) async fn cancel_listener(
                 continue;
             }
         };
-        retry = backoff();
+        // The subscription lasts until the connection breaks; the backoff starts over only once
+        // it delivered something, so a subscription that keeps ending at once is not a spin.
         loop {
             tokio::select! {
                 m = messages.next() => match m {
-                    Some(id) => shared.cancel_ids(&[id]),
+                    Some(id) => {
+                        retry = backoff();
+                        shared.cancel_ids(&[id]);
+                    }
                     None => break,
                 },
                 _ = stop.cancelled() => return,
             }
         }
+        pause(retry.next().unwrap_or(Duration::from_secs(1)), &stop).await;
     }
 }
 
