@@ -71,6 +71,28 @@ pub fn check_job<'r>(
     Ok(&spec.queue)
 }
 
+/// A batch every job of which passed [`check_job`], grouped by its kind's queue (indices into
+/// the batch, in order): what [`Submitter::enqueue`] takes, so nothing is checked twice.
+pub struct Checked<'a> {
+    jobs: &'a [Job],
+    by_queue: BTreeMap<String, Vec<usize>>,
+}
+
+/// Check every job of a batch (the first refusal ends it: nothing of the batch is enqueued).
+pub fn check<'a>(
+    registry: &Registry,
+    limits: &JobLimits,
+    jobs: &'a [Job],
+) -> Result<Checked<'a>, SubmitError> {
+    let now = Timestamp::now();
+    let mut by_queue: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate() {
+        let q = check_job(registry, limits, job, i, now)?;
+        by_queue.entry(q.to_string()).or_default().push(i);
+    }
+    Ok(Checked { jobs, by_queue })
+}
+
 /// Submits jobs to the queues of their kinds on one backend.
 #[derive(Clone)]
 pub struct Submitter {
@@ -88,22 +110,24 @@ impl Submitter {
         }
     }
 
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
     /// Check every job first (nothing is enqueued when one fails), then enqueue them grouped by
     /// queue; results come back in the order of `jobs`.
     pub async fn submit(&self, jobs: &[Job]) -> Result<Vec<Enqueued>, SubmitError> {
-        let now = Timestamp::now();
-        let mut by_queue: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, job) in jobs.iter().enumerate() {
-            let q = check_job(&self.registry, &self.options.limits, job, i, now)?;
-            by_queue.entry(q).or_default().push(i);
-        }
+        let checked = check(&self.registry, &self.options.limits, jobs)?;
+        self.enqueue(checked).await
+    }
+
+    /// Submit one job.
+    pub async fn submit_one(&self, job: &Job) -> Result<Enqueued, SubmitError> {
+        Ok(self.submit(std::slice::from_ref(job)).await?.remove(0))
+    }
+
+    /// Enqueue a checked batch, one call per queue; results in the order of the batch.
+    pub async fn enqueue(&self, checked: Checked<'_>) -> Result<Vec<Enqueued>, SubmitError> {
+        let Checked { jobs, by_queue } = checked;
         let mut out: Vec<Option<Enqueued>> = vec![None; jobs.len()];
         for (name, idx) in by_queue {
-            let q = self.backend.queue(name, self.options.clone());
+            let q = self.backend.queue(&name, self.options.clone());
             let batch: Vec<Job> = idx.iter().map(|&i| jobs[i].clone()).collect();
             let done = q.enqueue_batch(&batch).await.map_err(|e| match e {
                 // The queue numbers its own sub-batch; the caller's numbering is `idx`.
@@ -125,10 +149,5 @@ impl Submitter {
             }
         }
         Ok(out.into_iter().flatten().collect())
-    }
-
-    /// Submit one job.
-    pub async fn submit_one(&self, job: &Job) -> Result<Enqueued, SubmitError> {
-        Ok(self.submit(std::slice::from_ref(job)).await?.remove(0))
     }
 }

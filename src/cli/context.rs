@@ -5,10 +5,10 @@ use crate::backend::Enqueued;
 use crate::backend::{Backend, Queue};
 use crate::cli::Cli;
 use crate::config::Settings;
+use crate::jobs::Job;
 use crate::jobs::Registry;
-use crate::jobs::{Job, Timestamp};
 use crate::queue::RedisBackend;
-use crate::submit::{Submitter, check_job};
+use crate::submit::{self, Submitter};
 use anyhow::{Context, bail};
 use std::sync::Arc;
 
@@ -55,9 +55,9 @@ pub(crate) async fn submit_one(
     job: &Job,
 ) -> Result<Enqueued, anyhow::Error> {
     let options = s.queue_options();
-    check_job(registry, &options.limits, job, 0, Timestamp::now())?;
+    let checked = submit::check(registry, &options.limits, std::slice::from_ref(job))?;
     let submitter = Submitter::new(backend(s).await?, registry.clone(), options);
-    Ok(submitter.submit_one(job).await?)
+    Ok(submitter.enqueue(checked).await?.remove(0))
 }
 
 pub(crate) async fn queue_handle(s: &Settings, name: &str) -> anyhow::Result<Arc<dyn Queue>> {
