@@ -367,4 +367,26 @@ impl RedisQueue {
             other => Some(text(other)),
         })
     }
+
+    /// Jobs that finished (completed or cancelled) at a time (ms) in `range`.
+    pub async fn finished_count(&self, (min, max): (u64, u64)) -> Result<u64> {
+        Ok(redis::cmd("ZCOUNT")
+            .arg(self.keys.done())
+            .arg(min)
+            .arg(max)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// This queue's registered workers and until when (ms) each counts as alive.
+    pub async fn workers(&self) -> Result<Vec<(String, u64)>> {
+        let live: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(self.keys.workers())
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(live.into_iter().map(|(w, t)| (w, t as u64)).collect())
+    }
 }

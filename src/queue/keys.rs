@@ -86,14 +86,18 @@ impl Keys {
     pub fn cancel_channel(&self) -> String {
         format!("{}:cancel", self.base)
     }
-    /// Pub/sub channel of job events (progress) for every queue.
+    /// Pub/sub channel of job events (progress) for every queue of the prefix.
     pub fn events_channel(&self) -> String {
-        format!("{}:events", self.prefix)
+        Self::events_channel_of(&self.prefix)
     }
-    /// STREAM of job and document events, capped (the SSE replay buffer; ids are the
-    /// `Last-Event-ID`s).
-    pub fn event_log(&self) -> String {
-        format!("{}:events:log", self.prefix)
+    /// [`Keys::events_channel`] of a prefix.
+    pub fn events_channel_of(prefix: &str) -> String {
+        format!("{prefix}:events")
+    }
+    /// STREAM of job and document events of the prefix, capped (the SSE replay buffer; ids are
+    /// the `Last-Event-ID`s).
+    pub fn event_log(prefix: &str) -> String {
+        format!("{prefix}:events:log")
     }
     /// SET of every queue name producers and workers have used (for `queues` and metrics).
     pub fn registry(prefix: &str) -> String {

@@ -139,30 +139,6 @@ impl Queue for RedisQueue {
     }
 }
 
-impl RedisQueue {
-    /// Jobs that finished (completed or cancelled) at a time (ms) in `range`.
-    pub async fn finished_count(&self, (min, max): (u64, u64)) -> Result<u64> {
-        Ok(redis::cmd("ZCOUNT")
-            .arg(self.keys.done())
-            .arg(min)
-            .arg(max)
-            .query_async(&mut self.conn.clone())
-            .await?)
-    }
-
-    /// This queue's registered workers and until when (ms) each counts as alive.
-    pub async fn workers(&self) -> Result<Vec<(String, u64)>> {
-        let live: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(self.keys.workers())
-            .arg(0)
-            .arg(-1)
-            .arg("WITHSCORES")
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(live.into_iter().map(|(w, t)| (w, t as u64)).collect())
-    }
-}
-
 /// Redis as a [`Backend`]: the URL (for connections of their own), the key prefix, and the
 /// multiplexed connection queue handles share.
 #[derive(Clone)]
@@ -271,7 +247,7 @@ impl Backend for RedisBackend {
     fn event_log(&self) -> Arc<dyn b::EventLog> {
         Arc::new(RedisEventLog {
             conn: self.conn.clone(),
-            key: super::Keys::new(&self.prefix, "").event_log(),
+            key: super::Keys::event_log(&self.prefix),
         })
     }
     fn sessions(&self) -> Arc<dyn b::Sessions> {
@@ -308,7 +284,7 @@ impl Backend for RedisBackend {
     }
     async fn publish_event(&self, body: &str) -> Result<()> {
         let _: i64 = redis::cmd("PUBLISH")
-            .arg(super::Keys::new(&self.prefix, "").events_channel())
+            .arg(super::Keys::events_channel_of(&self.prefix))
             .arg(body)
             .query_async(&mut self.conn.clone())
             .await?;
