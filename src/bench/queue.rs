@@ -238,10 +238,6 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, BoxDynError> {
     })
 }
 
-pub(crate) async fn delete_prefix(url: &str, pattern: &str) -> Result<(), BoxDynError> {
-    Ok(queue::delete_matching(url, pattern).await?)
-}
-
 struct Ours(RedisQueue);
 
 impl Subject for Ours {
@@ -300,7 +296,7 @@ async fn ours(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
     latency(&mut s, &probe, &mut starts, o.latency_samples, &mut r).await?;
     shutdown.cancel();
     let _ = pool.await;
-    delete_prefix(&o.redis_url, &format!("{prefix}:*")).await?;
+    queue::delete_matching(&o.redis_url, &format!("{prefix}:*")).await?;
     Ok(r)
 }
 
@@ -381,7 +377,7 @@ async fn apalis_redis_peer(o: &BenchOptions) -> Result<SystemResult, BoxDynError
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), handle).await {
         r.failures.push(format!("drain worker error: {e}"));
     }
-    delete_prefix(&o.redis_url, &format!("*{qname}*")).await?;
+    queue::delete_matching(&o.redis_url, &format!("*{qname}*")).await?;
 
     // Bounded end-to-end, then idle latency, each on a fresh queue and worker.
     let (mut s, qname) = peer_queue(o).await?;
@@ -390,13 +386,13 @@ async fn apalis_redis_peer(o: &BenchOptions) -> Result<SystemResult, BoxDynError
     end_to_end(&mut s, &probe, o.jobs, || !handle.is_finished(), &mut r).await?;
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
-    delete_prefix(&o.redis_url, &format!("*{qname}*")).await?;
+    queue::delete_matching(&o.redis_url, &format!("*{qname}*")).await?;
     let (mut s, qname) = peer_queue(o).await?;
     let stop = CancellationToken::new();
     let handle = peer_worker(o, &s, &qname, probe.clone(), &stop);
     latency(&mut s, &probe, &mut starts, o.latency_samples, &mut r).await?;
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
-    delete_prefix(&o.redis_url, &format!("*{qname}*")).await?;
+    queue::delete_matching(&o.redis_url, &format!("*{qname}*")).await?;
     Ok(r)
 }

@@ -324,7 +324,7 @@ async fn end_to_end(
     }
     shutdown.cancel();
     let _ = pool.await;
-    let _ = super::queue::delete_prefix(redis_url, &format!("{prefix}*")).await;
+    let _ = crate::queue::delete_matching(redis_url, &format!("{prefix}*")).await;
     let runs_per_s = median(&rounds);
     Ok(EndToEnd {
         runs: a.runs,
