@@ -97,14 +97,12 @@ pub async fn run(
         let server = tokio::spawn(server::serve(listener, rx, limits, background.clone()));
         (tx, server)
     });
-    let Some(conn) = queue::connect_until(&settings.redis_url, &shutdown).await else {
+    let Some(redis) =
+        RedisBackend::connect_until(&settings.redis_url, &settings.prefix, &shutdown).await
+    else {
         return Ok(Vec::new());
     };
-    let backend: Arc<dyn Backend> = Arc::new(RedisBackend::new(
-        &settings.redis_url,
-        &settings.prefix,
-        conn.clone(),
-    ));
+    let backend: Arc<dyn Backend> = Arc::new(redis);
     let store = handlers::install(&settings, &mut registry, backend.clone()).await?;
     let names = settings.queue_names(&registry);
     backend.register_queues(&names).await?;

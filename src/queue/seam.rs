@@ -168,6 +168,10 @@ impl RedisBackend {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self> {
         Ok(Self::new(url, prefix, super::connect(url).await?))
     }
+    /// Connect, retrying until Redis answers; `None` if `stop` trips first.
+    pub async fn connect_until(url: &str, prefix: &str, stop: &CancellationToken) -> Option<Self> {
+        Some(Self::new(url, prefix, connect_until(url, stop).await?))
+    }
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
@@ -232,8 +236,9 @@ impl Backend for RedisBackend {
         Ok(())
     }
     async fn detached(&self, stop: &CancellationToken) -> Option<Arc<dyn Backend>> {
-        let conn = connect_until(&self.url, stop).await?;
-        Some(Arc::new(Self::new(&self.url, &self.prefix, conn)))
+        Some(Arc::new(
+            Self::connect_until(&self.url, &self.prefix, stop).await?,
+        ))
     }
     async fn work_signal(
         &self,
