@@ -118,11 +118,10 @@ impl ApiState {
 
     /// Every queue producers or workers have used, and every queue a registered kind runs on.
     pub async fn queues(&self) -> ApiResult<Vec<Arc<dyn Queue>>> {
-        let mut names = self.backend.known_queues().await?;
-        names.extend(self.registry.queues());
-        names.sort();
-        names.dedup();
-        Ok(names.iter().map(|n| self.queue(n)).collect())
+        Ok(self
+            .backend
+            .all_queues(&self.registry, &self.options)
+            .await?)
     }
 
     /// The queue holding job `id` (asking every queue at once).

@@ -173,6 +173,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn queue(&self, name: &str, options: QueueOptions) -> Arc<dyn Queue>;
     /// Every queue name recorded, sorted.
     async fn known_queues(&self) -> Result<Vec<String>>;
+    /// Handles on every queue recorded and every queue a kind of `registry` runs on, by name,
+    /// each once (what operators list: a queue with kinds shows before its first job).
+    async fn all_queues(
+        &self,
+        registry: &chatter_jobs::Registry,
+        options: &QueueOptions,
+    ) -> Result<Vec<Arc<dyn Queue>>> {
+        let mut names = self.known_queues().await?;
+        names.extend(registry.queues());
+        names.sort();
+        names.dedup();
+        Ok(names
+            .iter()
+            .map(|n| self.queue(n, options.clone()))
+            .collect())
+    }
     /// Record queue names (for `queues`, metrics and the API's listing).
     async fn register_queues(&self, names: &[String]) -> Result<()>;
     /// Answers when the backend is reachable (readiness).

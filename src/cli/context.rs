@@ -70,14 +70,7 @@ pub(crate) async fn all_queues(
     registry: &Registry,
 ) -> anyhow::Result<Vec<Arc<dyn Queue>>> {
     let backend = backend(s).await?;
-    let mut names = backend.known_queues().await?;
-    names.extend(registry.queues());
-    names.sort();
-    names.dedup();
-    Ok(names
-        .iter()
-        .map(|n| backend.queue(n, s.queue_options()))
-        .collect())
+    Ok(backend.all_queues(registry, &s.queue_options()).await?)
 }
 
 /// A queue by name, which must be known (recorded under the prefix, run by a kind, or
