@@ -126,14 +126,10 @@ impl ApiState {
 
     /// The queue holding job `id` (asking every queue at once).
     pub async fn find(&self, id: &str) -> ApiResult<Option<Arc<dyn Queue>>> {
-        let queues = self.queues().await?;
-        let found = futures::future::join_all(queues.iter().map(|q| q.exists(id))).await;
-        for (q, found) in queues.into_iter().zip(found) {
-            if found? {
-                return Ok(Some(q));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .backend
+            .find_job(&self.registry, &self.options, id)
+            .await?)
     }
 }
 

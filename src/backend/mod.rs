@@ -189,6 +189,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
             .map(|n| self.queue(n, options.clone()))
             .collect())
     }
+    /// The queue holding job `id` among [`Backend::all_queues`] (asking them all at once).
+    async fn find_job(
+        &self,
+        registry: &chatter_jobs::Registry,
+        options: &QueueOptions,
+        id: &str,
+    ) -> Result<Option<Arc<dyn Queue>>> {
+        let queues = self.all_queues(registry, options).await?;
+        let found = futures::future::join_all(queues.iter().map(|q| q.exists(id))).await;
+        for (q, found) in queues.into_iter().zip(found) {
+            if found? {
+                return Ok(Some(q));
+            }
+        }
+        Ok(None)
+    }
     /// Record queue names (for `queues`, metrics and the API's listing).
     async fn register_queues(&self, names: &[String]) -> Result<()>;
     /// Answers when the backend is reachable (readiness).

@@ -104,10 +104,12 @@ pub(crate) async fn find_job(
     registry: &Registry,
     id: &str,
 ) -> anyhow::Result<Arc<dyn Queue>> {
-    for q in all_queues(s, registry).await? {
-        if q.exists(id).await? {
-            return Ok(q);
-        }
+    match backend(s)
+        .await?
+        .find_job(registry, &s.queue_options(), id)
+        .await?
+    {
+        Some(q) => Ok(q),
+        None => bail!("no job {id:?} in any queue under prefix {:?}", s.prefix),
     }
-    bail!("no job {id:?} in any queue under prefix {:?}", s.prefix)
 }
