@@ -571,8 +571,10 @@ async fn enqueue_sets_aside_wrong_types_and_refuses_a_bad_call_whole() {
     let jobs = vec![
         JobBuilder::new("ok", Q).owner("u1").build(),
         JobBuilder::new("ok", Q).idempotency_key("k1").build(),
+        // Far enough ahead that it is still in the future when the script runs (a 1 ms delay
+        // could elapse first on a loaded machine, and the job would go to ready instead).
         JobBuilder::new("ok", Q)
-            .delay(Duration::from_millis(1))
+            .delay(Duration::from_millis(500))
             .build(),
     ];
     let r = c.q.enqueue_batch(&jobs).await.unwrap();
