@@ -43,6 +43,8 @@ pub mod retention;
 pub mod retry;
 #[cfg(feature = "worker")]
 pub mod runtime;
+#[cfg(feature = "worker")]
+pub mod sqlite;
 pub mod submit;
 #[cfg(feature = "worker")]
 pub mod sweep;

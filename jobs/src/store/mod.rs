@@ -8,6 +8,7 @@
 pub mod documents;
 pub mod maintenance;
 mod pg;
+pub mod sqlite;
 pub mod vectors;
 pub mod workflows;
 
@@ -16,6 +17,7 @@ pub use documents::{
 };
 pub use maintenance::MaintenanceStore;
 pub use pg::{MIGRATOR, Store, search_sql};
+pub use sqlite::SqliteStore;
 pub use vectors::VectorStore;
 pub use workflows::WorkflowStore;
 
