@@ -112,7 +112,7 @@ pub async fn run(
                     path: path.display().to_string(),
                     source: e,
                 })?;
-            tracing::info!(file = %path.display(), "embedded: queue and store in one SQLite file");
+            tracing::info!(file = %path.display(), "embedded: queue and store in one SQLite file (set REDIS_URL and DATABASE_URL for Redis + PostgreSQL)");
             let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::new(pool.clone(), &path));
             let store = handlers::AnyStore::Sqlite(chatter_jobs::store::SqliteStore::new(pool));
             handlers::install_store(&settings, &mut registry, backend.clone(), &store).await?;
