@@ -24,8 +24,7 @@ use tokio::sync::Notify;
 pub const POLL: Duration = Duration::from_millis(50);
 
 /// This process's append wake-ups, by file.
-static APPENDED: LazyLock<Mutex<HashMap<PathBuf, Arc<Notify>>>> =
-    LazyLock::new(Default::default);
+static APPENDED: LazyLock<Mutex<HashMap<PathBuf, Arc<Notify>>>> = LazyLock::new(Default::default);
 
 fn appended(pool: &SqlitePool) -> Arc<Notify> {
     let options = pool.connect_options();
@@ -156,22 +155,21 @@ impl EventLog for SqliteEventLog {
             "SELECT id_ms, id_seq, kind, owner, CAST(data AS TEXT) AS data FROM cw_events \
              WHERE (id_ms, id_seq) > (?1, ?2) ORDER BY id_ms, id_seq LIMIT ?3",
         )
-            .bind(ms)
-            .bind(seq)
-            .bind(i64::try_from(count).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
+        .bind(ms)
+        .bind(seq)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.iter().filter_map(parse).collect())
     }
 
     async fn trimmed_after(&self, id: StreamId) -> Result<bool> {
         // As Redis: the oldest entry kept is newer than `id` (conservative: says so when the
         // trim stopped exactly at the entry after `id`); an empty log has lost nothing.
-        let first = sqlx::query(
-            "SELECT id_ms, id_seq FROM cw_events ORDER BY id_ms, id_seq LIMIT 1",
-        )
-        .fetch_optional(&self.pool)
-        .await?;
+        let first =
+            sqlx::query("SELECT id_ms, id_seq FROM cw_events ORDER BY id_ms, id_seq LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(match first {
             Some(r) => id_of(r.try_get("id_ms")?, r.try_get("id_seq")?) > id,
             None => false,

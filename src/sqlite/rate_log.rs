@@ -96,7 +96,10 @@ impl RateLog for SqliteRateLog {
         .await?;
         let mut grants = Vec::with_capacity(rows.len());
         for r in &rows {
-            grants.push((r.try_get::<i64, _>("at_ms")?, r.try_get::<i64, _>("tokens")?));
+            grants.push((
+                r.try_get::<i64, _>("at_ms")?,
+                r.try_get::<i64, _>("tokens")?,
+            ));
         }
         let wait = wait_ms(&grants, now, window, max_requests, max_tokens, cost);
         if wait == 0 {

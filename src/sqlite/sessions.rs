@@ -24,8 +24,11 @@ impl Sessions for SqliteSessions {
     async fn create(&self, key: &str, session: &Session, ttl: Duration) -> Result<()> {
         let body = serde_json::to_string(session).map_err(|e| QueueError::Backend {
             backend: "sqlite",
-            source: format!("the session of {:?} cannot be written as JSON: {e}", session.user)
-                .into(),
+            source: format!(
+                "the session of {:?} cannot be written as JSON: {e}",
+                session.user
+            )
+            .into(),
         })?;
         let now = now_ms();
         let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
