@@ -209,6 +209,32 @@ async fn read_after_wakes_on_another_backends_append_and_times_out_without() {
     assert_eq!(data, vec![2, 3]);
 }
 
+/// Another process's append is found by polling: a backend opened under another spelling of the
+/// path (`<dir>/x/../<file>`) shares no in-process wake-up with the reader.
+#[tokio::test]
+async fn read_after_finds_an_append_it_was_not_woken_for() {
+    let db = TempDb::new();
+    let reader = db.backends(1).await.remove(0).event_log();
+    let dir = db.0.parent().expect("folder").to_path_buf();
+    std::fs::create_dir_all(dir.join("x")).expect("folder");
+    let file = db.0.file_name().expect("name");
+    let other = SqliteBackend::open(&dir.join("x").join("..").join(file))
+        .await
+        .expect("open again");
+    let writer = other.event_log();
+    let append = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        writer.append(100, &[event(7)]).await.expect("append");
+    });
+    let got = reader
+        .read_after(StreamId::default(), 30_000, 10)
+        .await
+        .expect("read");
+    append.await.expect("task");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event.data["i"], 7);
+}
+
 #[tokio::test]
 async fn sessions_expire_and_are_deleted() {
     let db = TempDb::new();
