@@ -1,0 +1,382 @@
+//! A worker's side of the embedded queue (`fetch.lua`, `finish.lua`, `heartbeat.lua`,
+//! `progress.lua`): claim jobs (each claim increments the fence and sets a lease), finish them,
+//! extend leases, record progress. A call carrying a fence that is no longer current changes
+//! nothing and is reported stale.
+use super::{CHUNK, SqliteQueue, now, reserve_back, reserve_front};
+use crate::backend::{
+    Claimed, FetchResult, Finish, FinishEntry, FinishReport, HeartbeatReport, MAX_FETCH, Result,
+};
+use sqlx::Row;
+use std::time::Duration;
+
+/// Due scheduled / retrying jobs promoted per fetch.
+const PROMOTE_PER_FETCH: i64 = 1000;
+
+impl SqliteQueue {
+    /// One transaction: promote due scheduled / retrying jobs to the back of the ready line,
+    /// then claim up to `max` ready jobs, highest priority first, FIFO within a priority.
+    /// A payload that does not decode is handed out like any other (the pool dead-letters it).
+    pub async fn fetch(&self, worker: &str, max: usize, lease: Duration) -> Result<FetchResult> {
+        let at = now();
+        let mut tx = self.write().await?;
+        let paused: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT paused_ms FROM cw_queues WHERE name = ?1")
+                .bind(&self.name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if paused.flatten().is_some() {
+            let next_due_ms = next_due(&mut tx, &self.name).await?;
+            tx.commit().await?;
+            return Ok(FetchResult {
+                paused: true,
+                next_due_ms,
+                ..FetchResult::default()
+            });
+        }
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM cw_jobs WHERE queue = ?1 AND status IN ('scheduled', 'retrying') \
+             AND run_at_ms <= ?2 ORDER BY run_at_ms, id LIMIT ?3",
+        )
+        .bind(&self.name)
+        .bind(at)
+        .bind(PROMOTE_PER_FETCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !due.is_empty() {
+            let mut seq = reserve_back(&mut tx, &self.name, due.len()).await?;
+            for id in &due {
+                sqlx::query(
+                    "UPDATE cw_jobs SET status = 'pending', seq = ?3 WHERE queue = ?1 AND id = ?2",
+                )
+                .bind(&self.name)
+                .bind(id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+                seq += 1;
+            }
+        }
+        let rows = sqlx::query(
+            "UPDATE cw_jobs SET status = 'running', fence = fence + 1, attempt = attempt + 1, \
+             worker = ?3, started_ms = ?4, lease_until_ms = ?5 \
+             WHERE queue = ?1 AND id IN (SELECT id FROM cw_jobs WHERE queue = ?1 \
+             AND status = 'pending' ORDER BY priority, seq LIMIT ?2) \
+             RETURNING id, CAST(payload AS BLOB) AS payload, fence, attempt, \
+             max(enqueued_ms, run_at_ms) AS due, priority, seq",
+        )
+        .bind(&self.name)
+        .bind(max.clamp(1, MAX_FETCH) as i64)
+        .bind(worker)
+        .bind(at)
+        .bind(at.saturating_add(super::ms(lease)))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let order: (i64, i64) = (r.try_get("priority")?, r.try_get("seq")?);
+            claimed.push((
+                order,
+                Claimed {
+                    id: r.try_get("id")?,
+                    payload: r.try_get::<Option<Vec<u8>>, _>("payload")?.unwrap_or_default(),
+                    fence: r.try_get::<i64, _>("fence")?.max(0) as u64,
+                    attempt: r.try_get::<i64, _>("attempt")?.clamp(0, u32::MAX as i64) as u32,
+                    due_ms: r.try_get::<i64, _>("due")?.max(0) as u64,
+                },
+            ));
+        }
+        claimed.sort_by_key(|(order, _)| *order);
+        let mut out = FetchResult {
+            jobs: claimed.into_iter().map(|(_, c)| c).collect(),
+            ..FetchResult::default()
+        };
+        let more = if out.jobs.is_empty() {
+            out.next_due_ms = next_due(&mut tx, &self.name).await?;
+            false
+        } else {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM cw_jobs WHERE queue = ?1 AND status = 'pending')",
+            )
+            .bind(&self.name)
+            .fetch_one(&mut *tx)
+            .await?
+        };
+        tx.commit().await?;
+        if more {
+            // Work remains: another idle fetcher of this process joins in.
+            self.wake();
+        }
+        Ok(out)
+    }
+
+    /// Record how claimed jobs ended, [`CHUNK`] entries per transaction; an entry whose fence
+    /// moved on (or whose job is no longer running) changes nothing and is reported stale.
+    pub async fn finish(&self, entries: &[FinishEntry]) -> Result<FinishReport> {
+        let mut report = FinishReport::default();
+        let retention = self.retention_ms();
+        for chunk in entries.chunks(CHUNK) {
+            let at = now();
+            let mut pushed = false;
+            let mut tx = self.write().await?;
+            for e in chunk {
+                let row = sqlx::query(
+                    "SELECT status, fence, cancel_requested FROM cw_jobs \
+                     WHERE queue = ?1 AND id = ?2",
+                )
+                .bind(&self.name)
+                .bind(&e.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let current = match &row {
+                    Some(r) => {
+                        let status: String = r.try_get("status")?;
+                        let fence: i64 = r.try_get("fence")?;
+                        let cancel: i64 = r.try_get("cancel_requested")?;
+                        (status == "running" && fence == e.fence as i64).then_some(cancel == 1)
+                    }
+                    None => None,
+                };
+                let Some(cancel) = current else {
+                    report.stale += 1;
+                    report.stale_ids.push(e.id.clone());
+                    continue;
+                };
+                report.applied += 1;
+                let mut finish = e.finish.clone();
+                // A cancel requested while it ran wins over running it again.
+                if cancel
+                    && matches!(
+                        finish,
+                        Finish::Retry { .. } | Finish::Snooze { .. } | Finish::Requeue
+                    )
+                {
+                    finish = Finish::Cancelled {
+                        reason: "cancelled".into(),
+                    };
+                }
+                let q = |sql| {
+                    sqlx::query(sql)
+                        .bind(self.name.clone())
+                        .bind(e.id.clone())
+                        .bind(at)
+                };
+                match finish {
+                    Finish::Completed { result } => {
+                        q("UPDATE cw_jobs SET status = 'completed', finished_ms = ?3, \
+                           lease_until_ms = NULL, result = coalesce(?4, result) \
+                           WHERE queue = ?1 AND id = ?2")
+                        .bind(result.filter(|r| !r.is_empty()))
+                        .execute(&mut *tx)
+                        .await?;
+                        self.drop_finished(&mut tx, &e.id, retention).await?;
+                    }
+                    Finish::Cancelled { reason } => {
+                        q("UPDATE cw_jobs SET status = 'cancelled', finished_ms = ?3, \
+                           lease_until_ms = NULL, error = ?4 WHERE queue = ?1 AND id = ?2")
+                        .bind(reason)
+                        .execute(&mut *tx)
+                        .await?;
+                        self.drop_finished(&mut tx, &e.id, retention).await?;
+                    }
+                    Finish::Retry {
+                        error,
+                        history,
+                        run_at_ms,
+                    } => {
+                        q(concat!(
+                            "UPDATE cw_jobs SET status = 'retrying', lease_until_ms = NULL, ",
+                            "error = ?4, run_at_ms = ?6, ",
+                            history_append!("5"),
+                            " WHERE queue = ?1 AND id = ?2"
+                        ))
+                        .bind(error)
+                        .bind(history)
+                        .bind(run_at_ms as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                        pushed = true;
+                    }
+                    Finish::Dead { error, history } => {
+                        q(concat!(
+                            "UPDATE cw_jobs SET status = 'failed', finished_ms = ?3, ",
+                            "lease_until_ms = NULL, error = ?4, ",
+                            history_append!("5"),
+                            " WHERE queue = ?1 AND id = ?2"
+                        ))
+                        .bind(error)
+                        .bind(history)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    Finish::Snooze { run_at_ms } => {
+                        q("UPDATE cw_jobs SET status = 'scheduled', lease_until_ms = NULL, \
+                           attempt = max(attempt - 1, 0), run_at_ms = ?4 \
+                           WHERE queue = ?1 AND id = ?2")
+                        .bind(run_at_ms as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                        pushed = true;
+                    }
+                    Finish::Requeue => {
+                        let seq = reserve_front(&mut tx, &self.name).await?;
+                        q("UPDATE cw_jobs SET status = 'pending', lease_until_ms = NULL, \
+                           attempt = max(attempt - 1, 0), seq = ?4 \
+                           WHERE queue = ?1 AND id = ?2")
+                        .bind(seq)
+                        .execute(&mut *tx)
+                        .await?;
+                        pushed = true;
+                    }
+                }
+            }
+            tx.commit().await?;
+            if pushed {
+                self.wake();
+            }
+        }
+        Ok(report)
+    }
+
+    /// With no retention a finished record goes at once (its owner index entry with it).
+    pub(super) async fn drop_finished(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        id: &str,
+        retention: i64,
+    ) -> Result<()> {
+        if retention == 0 {
+            sqlx::query("DELETE FROM cw_jobs WHERE queue = ?1 AND id = ?2")
+                .bind(&self.name)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Extend the leases `held` still holds, report lost claims (fence moved on) and cancel
+    /// requests, and mark `worker` alive for `alive_for`.
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        held: &[(String, u64)],
+        lease: Duration,
+        alive_for: Duration,
+    ) -> Result<HeartbeatReport> {
+        let mut report = HeartbeatReport::default();
+        let chunks: Vec<&[(String, u64)]> = if held.is_empty() {
+            vec![&[]]
+        } else {
+            held.chunks(CHUNK).collect()
+        };
+        for chunk in chunks {
+            let at = now();
+            let deadline = at.saturating_add(super::ms(lease));
+            let mut tx = self.write().await?;
+            for (id, fence) in chunk {
+                let row = sqlx::query(
+                    "SELECT status, fence, cancel_requested FROM cw_jobs \
+                     WHERE queue = ?1 AND id = ?2",
+                )
+                .bind(&self.name)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(r) = row else { continue };
+                let status: String = r.try_get("status")?;
+                let current: i64 = r.try_get("fence")?;
+                if current != *fence as i64 {
+                    report.lost.push((id.clone(), *fence));
+                } else if status == "running" {
+                    sqlx::query(
+                        "UPDATE cw_jobs SET lease_until_ms = ?3 WHERE queue = ?1 AND id = ?2",
+                    )
+                    .bind(&self.name)
+                    .bind(id)
+                    .bind(deadline)
+                    .execute(&mut *tx)
+                    .await?;
+                    if r.try_get::<i64, _>("cancel_requested")? == 1 {
+                        report.cancel.push(id.clone());
+                    }
+                }
+            }
+            sqlx::query(
+                "INSERT INTO cw_workers (queue, worker, alive_until_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (queue, worker) DO UPDATE SET alive_until_ms = excluded.alive_until_ms",
+            )
+            .bind(&self.name)
+            .bind(worker)
+            .bind(at.saturating_add(super::ms(alive_for)))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(report)
+    }
+
+    /// Record a running job's progress and publish the `job.progress` event (the body the
+    /// Redis path publishes) on this file's live channel. False when the fence is stale.
+    pub async fn progress(
+        &self,
+        id: &str,
+        fence: u64,
+        progress: u8,
+        message: &str,
+    ) -> Result<bool> {
+        let mut tx = self.write().await?;
+        let n = sqlx::query(
+            "UPDATE cw_jobs SET progress = ?4, progress_message = ?5 \
+             WHERE queue = ?1 AND id = ?2 AND fence = ?3 AND status = 'running'",
+        )
+        .bind(&self.name)
+        .bind(id)
+        .bind(fence as i64)
+        .bind(i64::from(progress))
+        .bind(message)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let event = serde_json::json!({
+            "type": "job.progress",
+            "queue": self.name,
+            "job_id": id,
+            "progress": progress,
+            "message": message,
+        });
+        // No receiver is not an error: the live channel keeps nothing.
+        let _ = crate::sqlite::live(&self.path).send(event.to_string());
+        Ok(true)
+    }
+
+    /// Remove a stopped worker from the live-worker set.
+    pub async fn deregister_worker(&self, worker: &str) -> Result<()> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM cw_workers WHERE queue = ?1 AND worker = ?2")
+            .bind(&self.name)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The run-at of the earliest scheduled or retrying job of `queue`.
+pub(super) async fn next_due(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    queue: &str,
+) -> Result<Option<u64>> {
+    let d: Option<i64> = sqlx::query_scalar(
+        "SELECT min(run_at_ms) FROM cw_jobs WHERE queue = ?1 \
+         AND status IN ('scheduled', 'retrying')",
+    )
+    .bind(queue)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(d.map(|d| d.max(0) as u64))
+}
