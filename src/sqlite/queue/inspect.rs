@@ -4,7 +4,6 @@
 use super::record::{COLUMNS, shown_status};
 use super::{SqliteQueue, cancel_signal, now, reserve_back};
 use crate::backend::{CancelResult, JobRecord, Result};
-use sqlx::Row;
 use std::collections::{HashMap, HashSet};
 
 impl SqliteQueue {
@@ -24,21 +23,13 @@ impl SqliteQueue {
             .bind(list)
             .fetch_all(&self.pool)
             .await?;
-        let mut found: HashMap<String, JobRecord> = rows
+        let found: HashMap<String, JobRecord> = rows
             .iter()
             .map(|r| self.record(r))
             .map(|rec| (rec.id.clone(), rec))
             .collect();
-        Ok(ids
-            .iter()
-            .map(|id| found.get(id).cloned())
-            .map(|r| {
-                if let Some(r) = &r {
-                    found.remove(&r.id);
-                }
-                r
-            })
-            .collect())
+        // An id asked for twice gets its record twice.
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
 
     /// A page of an owner's (id, creation ms) created within `min..=max`.
