@@ -4,7 +4,9 @@
 //! payload is dead-lettered by a pool while the jobs around it complete, pause, retention, stats.
 mod common;
 
-use chatter_worker::backend::{Finish, FinishEntry, Inspect, Producer, QueueOptions};
+use chatter_worker::backend::{
+    Finish, FinishEntry, Inspect, Producer, QueueOptions,
+};
 use chatter_worker::jobs::{JobBuilder, Priority, Registry};
 use chatter_worker::sqlite::SqliteBackend;
 use serde_json::{Value, json};
