@@ -4,9 +4,7 @@
 //! payload is dead-lettered by a pool while the jobs around it complete, pause, retention, stats.
 mod common;
 
-use chatter_worker::backend::{
-    Finish, FinishEntry, Inspect, Producer, QueueOptions,
-};
+use chatter_worker::backend::{Finish, FinishEntry, Inspect, Producer, QueueOptions};
 use chatter_worker::jobs::{JobBuilder, Priority, Registry};
 use chatter_worker::sqlite::SqliteBackend;
 use serde_json::{Value, json};
@@ -49,11 +47,7 @@ async fn two_pools_claim_every_job_exactly_once() {
     let qa = Arc::new(a.sqlite_queue(Q, QueueOptions::default()));
     let qb = Arc::new(b.sqlite_queue(Q, QueueOptions::default()));
     let jobs: Vec<_> = (0..2000)
-        .map(|n| {
-            JobBuilder::new("k", Q)
-                .arguments(json!({ "n": n }))
-                .build()
-        })
+        .map(|n| JobBuilder::new("k", Q).arguments(json!({ "n": n })).build())
         .collect();
     let made = qa.enqueue_batch(&jobs).await.unwrap();
     assert!(made.iter().all(|e| e.created));
@@ -100,7 +94,10 @@ async fn a_stale_finish_after_rescue_is_refused() {
     let qb = b.sqlite_queue(Q, QueueOptions::default());
     let job = JobBuilder::new("k", Q).max_retries(3).build();
     qa.enqueue(&job).await.unwrap();
-    let first = qa.fetch("silent", 1, Duration::from_millis(1)).await.unwrap();
+    let first = qa
+        .fetch("silent", 1, Duration::from_millis(1))
+        .await
+        .unwrap();
     assert_eq!(first.jobs[0].fence, 1);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let r = qb.rescue(100).await.unwrap();
@@ -108,7 +105,10 @@ async fn a_stale_finish_after_rescue_is_refused() {
     let second = qb.fetch("alive", 1, Duration::from_secs(60)).await.unwrap();
     assert_eq!(second.jobs[0].id, job.id);
     let fence = second.jobs[0].fence;
-    assert!(fence > 1, "the rescue and the new claim move the fence: {fence}");
+    assert!(
+        fence > 1,
+        "the rescue and the new claim move the fence: {fence}"
+    );
     // The silent holder is told it lost the job, and its finish changes nothing.
     let hb = qa
         .heartbeat("silent", &[(job.id.clone(), 1)], LIMIT, LIMIT)
@@ -123,7 +123,11 @@ async fn a_stale_finish_after_rescue_is_refused() {
         "running"
     );
     let rec = qa.show(&job.id).await.unwrap().unwrap();
-    assert_eq!(rec.history.as_array().unwrap().len(), 1, "the loss is in the history");
+    assert_eq!(
+        rec.history.as_array().unwrap().len(),
+        1,
+        "the loss is in the history"
+    );
     let rep = qb.finish(&[done(&job.id, fence)]).await.unwrap();
     assert_eq!((rep.applied, rep.stale), (1, 0));
     assert_eq!(
@@ -141,7 +145,10 @@ async fn idempotency_holds_across_pools() {
     let second = JobBuilder::new("k", Q).idempotency_key("doc-7").build();
     assert!(qa.enqueue(&first).await.unwrap().created);
     let again = qb.enqueue(&second).await.unwrap();
-    assert_eq!((again.id.as_str(), again.created), (first.id.as_str(), false));
+    assert_eq!(
+        (again.id.as_str(), again.created),
+        (first.id.as_str(), false)
+    );
     let same = qb.enqueue(&first).await.unwrap();
     assert_eq!((same.id.as_str(), same.created), (first.id.as_str(), false));
     // All or nothing across queues, with the same rules.
@@ -153,7 +160,12 @@ async fn idempotency_holds_across_pools() {
     assert_eq!(r[0].id, first.id);
     assert!(!r[0].created && r[1].created);
     assert_eq!(qa.stats().await.unwrap().ready, 1);
-    assert!(a.sqlite_queue("other", QueueOptions::default()).exists(&other.id).await.unwrap());
+    assert!(
+        a.sqlite_queue("other", QueueOptions::default())
+            .exists(&other.id)
+            .await
+            .unwrap()
+    );
 }
 
 /// `Backend::enqueue_atomic` through the trait object.
@@ -229,7 +241,10 @@ async fn a_garbage_payload_is_dead_lettered_and_its_neighbours_complete() {
     let err = dead[0].error_message.clone().unwrap();
     assert!(err.contains("cannot decode payload"), "{err}");
     for j in [&before, &after] {
-        assert_eq!(qa.show(&j.id).await.unwrap().unwrap().status.as_str(), "completed");
+        assert_eq!(
+            qa.show(&j.id).await.unwrap().unwrap().status.as_str(),
+            "completed"
+        );
     }
     // The sweep finds nothing left to do, and counts what it read.
     let r = qa.sweep(Duration::from_secs(5)).await.unwrap();
@@ -332,7 +347,11 @@ async fn stats_count_every_state() {
             jobs.push(JobBuilder::new("k", Q).priority(*p).build());
         }
     }
-    jobs.push(JobBuilder::new("k", Q).delay(Duration::from_secs(60)).build());
+    jobs.push(
+        JobBuilder::new("k", Q)
+            .delay(Duration::from_secs(60))
+            .build(),
+    );
     q.enqueue_batch(&jobs).await.unwrap();
     let claimed = qb.fetch("w1", 2, LIMIT).await.unwrap();
     // Highest priority first: the critical job, then a high one.
@@ -353,7 +372,14 @@ async fn stats_count_every_state() {
     let s = q.stats().await.unwrap();
     assert_eq!(s.ready_by_priority, [0, 1, 3, 4]);
     assert_eq!(
-        (s.ready, s.scheduled, s.retrying, s.running, s.dead, s.finished),
+        (
+            s.ready,
+            s.scheduled,
+            s.retrying,
+            s.running,
+            s.dead,
+            s.finished
+        ),
         (8, 1, 1, 1, 0, 0)
     );
     assert_eq!((s.workers, s.paused), (1, false));

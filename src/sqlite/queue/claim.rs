@@ -78,7 +78,9 @@ impl SqliteQueue {
                 order,
                 Claimed {
                     id: r.try_get("id")?,
-                    payload: r.try_get::<Option<Vec<u8>>, _>("payload")?.unwrap_or_default(),
+                    payload: r
+                        .try_get::<Option<Vec<u8>>, _>("payload")?
+                        .unwrap_or_default(),
                     fence: r.try_get::<i64, _>("fence")?.max(0) as u64,
                     attempt: r.try_get::<i64, _>("attempt")?.clamp(0, u32::MAX as i64) as u32,
                     due_ms: r.try_get::<i64, _>("due")?.max(0) as u64,
@@ -162,17 +164,21 @@ impl SqliteQueue {
                 };
                 match finish {
                     Finish::Completed { result } => {
-                        q("UPDATE cw_jobs SET status = 'completed', finished_ms = ?3, \
+                        q(
+                            "UPDATE cw_jobs SET status = 'completed', finished_ms = ?3, \
                            lease_until_ms = NULL, result = coalesce(?4, result) \
-                           WHERE queue = ?1 AND id = ?2")
+                           WHERE queue = ?1 AND id = ?2",
+                        )
                         .bind(result.filter(|r| !r.is_empty()))
                         .execute(&mut *tx)
                         .await?;
                         self.drop_finished(&mut tx, &e.id, retention).await?;
                     }
                     Finish::Cancelled { reason } => {
-                        q("UPDATE cw_jobs SET status = 'cancelled', finished_ms = ?3, \
-                           lease_until_ms = NULL, error = ?4 WHERE queue = ?1 AND id = ?2")
+                        q(
+                            "UPDATE cw_jobs SET status = 'cancelled', finished_ms = ?3, \
+                           lease_until_ms = NULL, error = ?4 WHERE queue = ?1 AND id = ?2",
+                        )
                         .bind(reason)
                         .execute(&mut *tx)
                         .await?;
@@ -209,9 +215,11 @@ impl SqliteQueue {
                         .await?;
                     }
                     Finish::Snooze { run_at_ms } => {
-                        q("UPDATE cw_jobs SET status = 'scheduled', lease_until_ms = NULL, \
+                        q(
+                            "UPDATE cw_jobs SET status = 'scheduled', lease_until_ms = NULL, \
                            attempt = max(attempt - 1, 0), run_at_ms = ?4 \
-                           WHERE queue = ?1 AND id = ?2")
+                           WHERE queue = ?1 AND id = ?2",
+                        )
                         .bind(run_at_ms as i64)
                         .execute(&mut *tx)
                         .await?;
@@ -219,9 +227,11 @@ impl SqliteQueue {
                     }
                     Finish::Requeue => {
                         let seq = reserve_front(&mut tx, &self.name).await?;
-                        q("UPDATE cw_jobs SET status = 'pending', lease_until_ms = NULL, \
+                        q(
+                            "UPDATE cw_jobs SET status = 'pending', lease_until_ms = NULL, \
                            attempt = max(attempt - 1, 0), seq = ?4 \
-                           WHERE queue = ?1 AND id = ?2")
+                           WHERE queue = ?1 AND id = ?2",
+                        )
                         .bind(seq)
                         .execute(&mut *tx)
                         .await?;

@@ -142,13 +142,11 @@ impl SqliteQueue {
                 CancelResult::Cancelled
             }
             Some("running") => {
-                sqlx::query(
-                    "UPDATE cw_jobs SET cancel_requested = 1 WHERE queue = ?1 AND id = ?2",
-                )
-                .bind(&self.name)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("UPDATE cw_jobs SET cancel_requested = 1 WHERE queue = ?1 AND id = ?2")
+                    .bind(&self.name)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
                 CancelResult::Cancelling
             }
             Some(other) => CancelResult::AlreadyFinished(shown_status(other).to_string()),

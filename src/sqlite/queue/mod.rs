@@ -17,7 +17,11 @@ macro_rules! history_append {
     ($n:literal) => {
         concat!(
             "history = CASE WHEN json_valid(history) AND json_type(history) = 'array' \
-             THEN json_insert(history, '$[#]', json(?", $n, ")) ELSE json_array(json(?", $n, ")) END, \
+             THEN json_insert(history, '$[#]', json(?",
+            $n,
+            ")) ELSE json_array(json(?",
+            $n,
+            ")) END, \
              history_unreadable = CASE WHEN history IS NOT NULL AND NOT (json_valid(history) \
              AND json_type(history) = 'array') THEN history ELSE history_unreadable END"
         )

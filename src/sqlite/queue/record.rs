@@ -38,7 +38,10 @@ fn text(row: &SqliteRow, col: &str, lossy: &mut Vec<String>) -> Option<String> {
 }
 
 fn int(row: &SqliteRow, col: &str) -> i64 {
-    row.try_get::<Option<i64>, _>(col).ok().flatten().unwrap_or(0)
+    row.try_get::<Option<i64>, _>(col)
+        .ok()
+        .flatten()
+        .unwrap_or(0)
 }
 
 fn ts(row: &SqliteRow, col: &str) -> Option<Timestamp> {
@@ -66,12 +69,10 @@ impl SqliteQueue {
         let failures = history.as_array().map(|a| a.len()).unwrap_or(0) as u32;
         let stored = text(row, "status", &mut lossy).unwrap_or_default();
         let mut marks = Vec::new();
-        let status = shown_status(&stored)
-            .parse::<Status>()
-            .unwrap_or_else(|_| {
-                marks.push(format!("[status unreadable: {stored:?}]"));
-                Status::Failed
-            });
+        let status = shown_status(&stored).parse::<Status>().unwrap_or_else(|_| {
+            marks.push(format!("[status unreadable: {stored:?}]"));
+            Status::Failed
+        });
         let p = int(row, "priority");
         let priority = usize::try_from(p)
             .ok()
@@ -133,9 +134,7 @@ impl SqliteQueue {
     /// `result`, `progress`, `progress_message`); `None` for an unknown name or an empty value.
     pub async fn field(&self, id: &str, field: &str) -> Result<Option<String>> {
         let expr = match field {
-            "status" => {
-                "CASE status WHEN 'scheduled' THEN 'pending' ELSE status END"
-            }
+            "status" => "CASE status WHEN 'scheduled' THEN 'pending' ELSE status END",
             "priority" => {
                 "CASE priority WHEN 0 THEN 'critical' WHEN 1 THEN 'high' WHEN 2 THEN 'normal' \
                  ELSE 'low' END"
@@ -159,9 +158,8 @@ impl SqliteQueue {
             _ => return Ok(None),
         };
         // `expr` is one of the fixed expressions above, never caller text.
-        let sql = format!(
-            "SELECT CAST(({expr}) AS BLOB) AS v FROM cw_jobs WHERE queue = ?1 AND id = ?2"
-        );
+        let sql =
+            format!("SELECT CAST(({expr}) AS BLOB) AS v FROM cw_jobs WHERE queue = ?1 AND id = ?2");
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(&self.name)
             .bind(id)

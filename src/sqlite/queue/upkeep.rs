@@ -229,7 +229,8 @@ impl SqliteQueue {
                 let ended: Option<i64> = r.try_get("finished_ms")?;
                 let waiting = matches!(status.as_str(), "pending" | "scheduled" | "retrying");
                 if waiting {
-                    let payload: Vec<u8> = r.try_get::<Option<Vec<u8>>, _>("payload")?
+                    let payload: Vec<u8> = r
+                        .try_get::<Option<Vec<u8>>, _>("payload")?
                         .unwrap_or_default();
                     if let Err(e) = Job::decode(&payload) {
                         let fence: i64 = r.try_get("fence")?;
@@ -259,14 +260,12 @@ impl SqliteQueue {
                     .await?;
                     report.repaired += 1;
                 } else if status != "running" && ended.is_none() {
-                    sqlx::query(
-                        "UPDATE cw_jobs SET finished_ms = ?3 WHERE queue = ?1 AND id = ?2",
-                    )
-                    .bind(&self.name)
-                    .bind(&id)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query("UPDATE cw_jobs SET finished_ms = ?3 WHERE queue = ?1 AND id = ?2")
+                        .bind(&self.name)
+                        .bind(&id)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await?;
                     report.repaired += 1;
                 }
             }
