@@ -18,13 +18,29 @@ impl SqliteQueue {
     /// A payload that does not decode is handed out like any other (the pool dead-letters it).
     pub async fn fetch(&self, worker: &str, max: usize, lease: Duration) -> Result<FetchResult> {
         let at = now();
+        // An idle queue is answered from a read, without the file's write lock (idle fetchers
+        // of every process look every ~250 ms); new work after this read wakes or is polled.
+        let work: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM cw_jobs WHERE queue = ?1 AND status = 'pending') \
+             OR EXISTS (SELECT 1 FROM cw_jobs WHERE queue = ?1 \
+             AND status IN ('scheduled', 'retrying') AND run_at_ms <= ?2)",
+        )
+        .bind(&self.name)
+        .bind(at)
+        .fetch_one(&self.pool)
+        .await?;
+        if !work {
+            let mut tx = self.pool.begin().await?;
+            let out = FetchResult {
+                paused: is_paused(&mut tx, &self.name).await?,
+                next_due_ms: next_due(&mut tx, &self.name).await?,
+                ..FetchResult::default()
+            };
+            tx.commit().await?;
+            return Ok(out);
+        }
         let mut tx = self.write().await?;
-        let paused: Option<Option<i64>> =
-            sqlx::query_scalar("SELECT paused_ms FROM cw_queues WHERE name = ?1")
-                .bind(&self.name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if paused.flatten().is_some() {
+        if is_paused(&mut tx, &self.name).await? {
             let next_due_ms = next_due(&mut tx, &self.name).await?;
             tx.commit().await?;
             return Ok(FetchResult {
@@ -374,6 +390,16 @@ impl SqliteQueue {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Whether `queue` is paused.
+async fn is_paused(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, queue: &str) -> Result<bool> {
+    let paused: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT paused_ms FROM cw_queues WHERE name = ?1")
+            .bind(queue)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(paused.flatten().is_some())
 }
 
 /// The run-at of the earliest scheduled or retrying job of `queue`.

@@ -165,7 +165,10 @@ impl SqliteQueue {
     pub async fn replay(&self, id: Option<&str>, limit: usize) -> Result<u64> {
         let mut tx = self.write().await?;
         let ids = self.dead_ids(&mut tx, id, limit).await?;
-        let mut seq = reserve_back(&mut tx, &self.name, ids.len().max(1)).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut seq = reserve_back(&mut tx, &self.name, ids.len()).await?;
         let mut n = 0;
         for id in &ids {
             n += sqlx::query(
@@ -207,7 +210,7 @@ impl SqliteQueue {
         Ok(n)
     }
 
-    /// `[id]`, or the ids of the oldest `limit` dead letters.
+    /// `id` if it is a dead letter of this queue, or the ids of the oldest `limit`.
     async fn dead_ids(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
@@ -215,7 +218,15 @@ impl SqliteQueue {
         limit: usize,
     ) -> Result<Vec<String>> {
         Ok(match id {
-            Some(id) => vec![id.to_string()],
+            Some(id) => {
+                sqlx::query_scalar(
+                    "SELECT id FROM cw_jobs WHERE queue = ?1 AND id = ?2 AND status = 'failed'",
+                )
+                .bind(&self.name)
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?
+            }
             None => {
                 sqlx::query_scalar(
                     "SELECT id FROM cw_jobs WHERE queue = ?1 AND status = 'failed' \
