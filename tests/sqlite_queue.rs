@@ -392,6 +392,69 @@ async fn stats_count_every_state() {
     assert_eq!(ids[0], jobs[0].id, "running first");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_reaches_the_other_pool() {
+    use chatter_worker::backend::{Backend, CancelResult};
+    use futures::StreamExt;
+    let (a, b) = two("cancel").await;
+    let qa = a.sqlite_queue(Q, QueueOptions::default());
+    let qb = b.sqlite_queue(Q, QueueOptions::default());
+    let job = JobBuilder::new("k", Q).build();
+    qa.enqueue(&job).await.unwrap();
+    let mut requests = b.cancel_requests(Q).await.unwrap();
+    let c = qb.fetch("w", 1, LIMIT).await.unwrap().jobs.remove(0);
+    assert_eq!(qa.cancel(&job.id).await.unwrap(), CancelResult::Cancelling);
+    let got = tokio::time::timeout(LIMIT, requests.next()).await.unwrap();
+    assert_eq!(got.as_deref(), Some(job.id.as_str()));
+    let hb = qb
+        .heartbeat("w", &[(c.id.clone(), c.fence)], LIMIT, LIMIT)
+        .await
+        .unwrap();
+    assert_eq!(hb.cancel, vec![job.id.clone()]);
+    // A retry of a job whose cancel was requested ends it cancelled.
+    let rep = qb
+        .finish(&[FinishEntry {
+            id: c.id.clone(),
+            fence: c.fence,
+            finish: Finish::Retry {
+                error: "x".into(),
+                history: chatter_worker::backend::history_entry(1, "x", "w", 1),
+                run_at_ms: 0,
+            },
+        }])
+        .await
+        .unwrap();
+    assert_eq!(rep.applied, 1);
+    assert_eq!(
+        qa.show(&job.id).await.unwrap().unwrap().status.as_str(),
+        "cancelled"
+    );
+    assert_eq!(
+        qa.cancel(&job.id).await.unwrap(),
+        CancelResult::AlreadyFinished("cancelled".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_atomic_batch_with_a_bad_job_writes_nothing() {
+    use chatter_worker::backend::Backend;
+    let (a, _b) = two("atomic").await;
+    let good = JobBuilder::new("k", Q).build();
+    let mut bad = JobBuilder::new("k", "elsewhere").build();
+    bad.id = "not-a-ulid".into();
+    let r = a
+        .enqueue_atomic(&QueueOptions::default(), &[good.clone(), bad])
+        .await;
+    assert!(r.is_err());
+    let q = a.sqlite_queue(Q, QueueOptions::default());
+    assert!(!q.exists(&good.id).await.unwrap());
+    assert!(a.known_queues().await.unwrap().is_empty());
+    // Replaying or purging an id that is no dead letter changes nothing.
+    assert_eq!(q.replay(Some(&good.id), 1).await.unwrap(), 0);
+    assert_eq!(q.purge_dead(Some(&good.id), 1).await.unwrap(), 0);
+    assert!(a.known_queues().await.unwrap().is_empty());
+}
+
 /// Enqueue and drain throughput on one file with a real pool (printed, never asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run with --ignored --nocapture"]
