@@ -1,15 +1,17 @@
 //! One embedded queue's roles on the SQLite file (`migrations/sqlite/0001_queue.sql`): the
 //! Redis backend's behaviour (`crate::queue`, its scripts are the spec) on one jobs table.
 //!
-//! Rooms: `enqueue` (producers, all-or-nothing batches), `claim` (a worker's fetch, finish,
-//! heartbeat, progress), `upkeep` (rescue, trim, cleanup, sweep, stats), `inspect` (operators'
-//! reads and changes), `record` (a row as a [`b::JobRecord`], raw fields). This file holds the
-//! handle, the trait impls (delegating), what spans queues (names, cancel requests, the idle
-//! fetcher's wake-up) and the helpers the rooms share.
+//! Rooms: `enqueue` (producers, all-or-nothing batches), `claim` (a worker's fetch, heartbeat,
+//! progress), `finish` (how claims ended), `upkeep` (rescue, trim, cleanup, sweep, stats),
+//! `inspect` (operators' reads and changes), `record` (a row as a [`b::JobRecord`], raw
+//! fields). This file holds the handle, the trait impls (delegating), what spans queues (names,
+//! cancel requests, the idle fetcher's wake-up) and the helpers the rooms share.
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction over a bounded number of rows, so any number
 //! of processes may share the file. A job waiting for its run-at is stored as `scheduled` (shown
-//! as `pending`); the ready order is (priority, seq), seq counters living in `cw_queues`.
+//! as `pending`); the ready order is (priority, seq), seq counters living in `cw_queues`. Job
+//! ids are unique per queue, as Redis's keys are. Idle fetchers poll without the write lock.
+
 /// SQL assignments appending one attempt entry (a JSON object bound as `?N`) to a row's history
 /// (a JSON array); a history that is not one is kept in `history_unreadable` and a new one
 /// started. Used in `SET` lists (every expression reads the old row).
@@ -30,6 +32,7 @@ macro_rules! history_append {
 
 mod claim;
 mod enqueue;
+mod finish;
 mod inspect;
 mod record;
 mod upkeep;
