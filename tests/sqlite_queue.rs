@@ -455,6 +455,72 @@ async fn an_atomic_batch_with_a_bad_job_writes_nothing() {
     assert!(a.known_queues().await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_index_raw_fields_and_show_order() {
+    let (a, _b) = two("index").await;
+    let q = a.sqlite_queue(Q, QueueOptions::default());
+    let mut jobs = Vec::new();
+    for i in 0..5u64 {
+        let mut j = JobBuilder::new("k", Q).owner("u1").build();
+        j.created_at = chatter_worker::jobs::Timestamp(1_000 + i);
+        jobs.push(j);
+    }
+    let other = JobBuilder::new("k", Q).owner("u2").build();
+    q.enqueue_batch(&jobs).await.unwrap();
+    q.enqueue(&other).await.unwrap();
+    let page = q
+        .index_page("u1", (1_001, 1_003), 0, 10, true)
+        .await
+        .unwrap();
+    let want: Vec<_> = (1..=3)
+        .rev()
+        .map(|i| (jobs[i].id.clone(), 1_000 + i as u64))
+        .collect();
+    assert_eq!(page, want, "newest first within the range");
+    let page = q
+        .index_page("u1", (0, u64::MAX), 1, 2, false)
+        .await
+        .unwrap();
+    assert_eq!(page[0].0, jobs[1].id);
+    assert_eq!(q.index_count("u1", (0, u64::MAX)).await.unwrap(), 5);
+    assert_eq!(q.index_count("u2", (0, u64::MAX)).await.unwrap(), 1);
+    let ids = vec![
+        jobs[2].id.clone(),
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+        jobs[0].id.clone(),
+    ];
+    let shown = q.show_many(&ids).await.unwrap();
+    assert_eq!(shown[0].as_ref().unwrap().id, jobs[2].id);
+    assert!(shown[1].is_none());
+    assert_eq!(shown[2].as_ref().unwrap().owner.as_deref(), Some("u1"));
+    let id = &jobs[0].id;
+    for (field, want) in [
+        ("status", Some("pending")),
+        ("priority", Some("normal")),
+        ("user", Some("u1")),
+        ("fence", Some("0")),
+        ("max_attempts", Some("4")),
+        ("cancel", None),
+        ("history", None),
+        ("no such field", None),
+    ] {
+        assert_eq!(
+            q.field(id, field).await.unwrap().as_deref(),
+            want,
+            "{field}"
+        );
+    }
+    let c = q.fetch("w9", 1, LIMIT).await.unwrap().jobs.remove(0);
+    assert_eq!(
+        q.field(&c.id, "owner").await.unwrap().as_deref(),
+        Some("w9")
+    );
+    assert_eq!(
+        q.field(&c.id, "status").await.unwrap().as_deref(),
+        Some("running")
+    );
+}
+
 /// Enqueue and drain throughput on one file with a real pool (printed, never asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run with --ignored --nocapture"]
