@@ -64,14 +64,8 @@ pub(super) fn distance(a: &[f32], b: &[f32]) -> f64 {
         na += x * x;
         nb += y * y;
     }
-    let similarity = dot / (na * nb).sqrt();
-    let similarity = if similarity > 1.0 {
-        1.0
-    } else if similarity < -1.0 {
-        -1.0
-    } else {
-        similarity
-    };
+    // Clamped like pgvector's (a NaN stays NaN: a zero vector has no direction).
+    let similarity = (dot / (na * nb).sqrt()).clamp(-1.0, 1.0);
     1.0 - similarity
 }
 
@@ -161,7 +155,13 @@ mod tests {
     #[test]
     fn top_k_keeps_the_nearest_in_order_with_nan_last() {
         let mut t = TopK::new(3);
-        for (d, id) in [(0.5, "a"), (f64::NAN, "n"), (0.1, "b"), (0.9, "c"), (0.3, "d")] {
+        for (d, id) in [
+            (0.5, "a"),
+            (f64::NAN, "n"),
+            (0.1, "b"),
+            (0.9, "c"),
+            (0.3, "d"),
+        ] {
             t.push(d, id.into());
         }
         let ids: Vec<String> = t.into_sorted().into_iter().map(|(_, i)| i).collect();

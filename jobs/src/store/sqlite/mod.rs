@@ -32,8 +32,20 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// connection uses (WAL, `synchronous = NORMAL`, a busy timeout, foreign keys), migrated.
 pub async fn open(path: &Path) -> Result<SqlitePool> {
     let pool = open_unmigrated(path, 8).await?;
-    MIGRATOR.run(&pool).await?;
-    Ok(pool)
+    // Processes starting together on a fresh file race to create the tables: the loser's
+    // migration fails (the table exists) and, tried again, finds them applied.
+    let mut tries = 0;
+    loop {
+        match MIGRATOR.run(&pool).await {
+            Ok(()) => return Ok(pool),
+            Err(e) if tries < 10 => {
+                tries += 1;
+                tracing::debug!(error = %e, "migrating the SQLite file again");
+                tokio::time::sleep(Duration::from_millis(100 * tries)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// [`open`] without migrating (a second pool on a file already opened), `max` connections.
