@@ -8,8 +8,8 @@ use chatter_jobs::store::sqlite::{SqliteStore, open};
 use chatter_jobs::store::vectors::{BatchWrite, ChunkText, Space, SpaceTables};
 use chatter_jobs::store::workflows::{Begun, Ending, NewExecution};
 use chatter_jobs::store::{
-    DocumentStatus, DocumentStore, Extracted, MaintenanceStore, NewChunk, NewDocument, Run,
-    Store, StoreError, StoreHealth, VectorStore, WorkflowStore,
+    DocumentStatus, DocumentStore, Extracted, MaintenanceStore, NewChunk, NewDocument, Run, Store,
+    StoreError, StoreHealth, VectorStore, WorkflowStore,
 };
 use chatter_jobs::workflows::state::{LogEntry, Message, State};
 use serde_json::{Value, json};
@@ -122,11 +122,18 @@ async fn document_life(s: &dyn DocumentStore) -> Vec<Value> {
     assert_ne!(bob_id, id);
     t.push(json!(["register other owner", bob_created]));
     let doc = s.document(&id).await.unwrap().unwrap();
-    t.push(json!(["document", doc.status, doc.filename, doc.chunk_count]));
+    t.push(json!([
+        "document",
+        doc.status,
+        doc.filename,
+        doc.chunk_count
+    ]));
 
     // Not started: no run owns it.
     let (r0, x0, c0) = (run("j0", 1), extracted("x"), chunks("a", 1));
-    t.push(superseded(s.replace_chunks(&id, &r0, &x0, &c0, false).await));
+    t.push(superseded(
+        s.replace_chunks(&id, &r0, &x0, &c0, false).await,
+    ));
 
     let r1 = run("j1", 1);
     let started = s.start_processing(&id, &r1).await.unwrap().unwrap();
@@ -155,12 +162,22 @@ async fn document_life(s: &dyn DocumentStore) -> Vec<Value> {
         .await
         .unwrap();
     let doc = s.document(&id).await.unwrap().unwrap();
-    t.push(json!(["processed", doc.status, doc.chunk_count, doc.processing_error]));
+    t.push(json!([
+        "processed",
+        doc.status,
+        doc.chunk_count,
+        doc.processing_error
+    ]));
     assert_eq!(s.chunk_ids(&id).await.unwrap().len(), 2);
 
     s.fail_document(&id, &r2, "boom").await.unwrap();
     let doc = s.document(&id).await.unwrap().unwrap();
-    t.push(json!(["failed", doc.status, doc.chunk_count, doc.processing_error]));
+    t.push(json!([
+        "failed",
+        doc.status,
+        doc.chunk_count,
+        doc.processing_error
+    ]));
     assert!(s.chunk_ids(&id).await.unwrap().is_empty());
 
     let st = s
@@ -171,9 +188,16 @@ async fn document_life(s: &dyn DocumentStore) -> Vec<Value> {
         .iter()
         .map(|(i, status, err)| json!([if *i == id { "alice" } else { "bob" }, status, err]))
         .collect();
-    t.push(json!(["statuses", labelled.len(), labelled.iter().any(|l| l[0] == "alice" && l[1] == "failed")]));
+    t.push(json!([
+        "statuses",
+        labelled.len(),
+        labelled.iter().any(|l| l[0] == "alice" && l[1] == "failed")
+    ]));
     let missing = s.start_processing("missing", &r1).await;
-    t.push(json!(["start missing", matches!(missing, Err(StoreError::NoDocument(_)))]));
+    t.push(json!([
+        "start missing",
+        matches!(missing, Err(StoreError::NoDocument(_)))
+    ]));
     t
 }
 
@@ -229,7 +253,9 @@ async fn a_documents_whole_life_as_postgres() {
 
 /// Deterministic vectors in [-1, 1).
 fn vector(seed: u64, dims: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..dims)
         .map(|_| {
             x = x
@@ -284,12 +310,33 @@ async fn embedded<S: DocumentStore + VectorStore>(
     let current = |x: &Run, _: &ChunkText| *x == r;
     let (a, b) = with.split_at(n / 2);
     let w = s.write_batch(t, &id, &a[0].0, a, &current).await.unwrap();
-    assert_eq!(w, BatchWrite::Written { rows: a.len() as u64, completed: None });
+    assert_eq!(
+        w,
+        BatchWrite::Written {
+            rows: a.len() as u64,
+            completed: None
+        }
+    );
     let w = s.write_batch(t, &id, &b[0].0, b, &current).await.unwrap();
-    assert_eq!(w, BatchWrite::Written { rows: b.len() as u64, completed: Some(n as i32) });
+    assert_eq!(
+        w,
+        BatchWrite::Written {
+            rows: b.len() as u64,
+            completed: Some(n as i32)
+        }
+    );
     let doc = s.document(&id).await.unwrap().unwrap();
-    assert_eq!((doc.status, doc.chunk_count), (DocumentStatus::Processed, n as i32));
-    assert!(s.chunk_texts(t, &id, &ids).await.unwrap().iter().all(|c| c.has_vector));
+    assert_eq!(
+        (doc.status, doc.chunk_count),
+        (DocumentStatus::Processed, n as i32)
+    );
+    assert!(
+        s.chunk_texts(t, &id, &ids)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.has_vector)
+    );
     Embedded {
         id,
         owner: owner.into(),
@@ -298,11 +345,20 @@ async fn embedded<S: DocumentStore + VectorStore>(
 }
 
 /// The brute-force ranking of `docs`' chunks passing the filter: (chunk id, similarity).
-fn brute(docs: &[&Embedded], query: &[f32], k: usize, keep: impl Fn(&Embedded) -> bool) -> Vec<(String, f64)> {
+fn brute(
+    docs: &[&Embedded],
+    query: &[f32],
+    k: usize,
+    keep: impl Fn(&Embedded) -> bool,
+) -> Vec<(String, f64)> {
     let mut all: Vec<(String, f64)> = docs
         .iter()
         .filter(|d| keep(d))
-        .flat_map(|d| d.vectors.iter().map(|(id, v)| (id.clone(), cosine(query, v))))
+        .flat_map(|d| {
+            d.vectors
+                .iter()
+                .map(|(id, v)| (id.clone(), cosine(query, v)))
+        })
         .collect();
     all.sort_by(|a, b| b.1.total_cmp(&a.1));
     all.truncate(k);
@@ -346,7 +402,10 @@ async fn vectors_spaces_cache_batches_and_exact_search() {
     s.cache_put(&t, &[("h1".into(), v2), ("h2".into(), v1.clone())])
         .await
         .unwrap();
-    let got = s.cached(&t, &["h1".into(), "h2".into(), "nope".into()]).await.unwrap();
+    let got = s
+        .cached(&t, &["h1".into(), "h2".into(), "nope".into()])
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got["h1"], v1);
     assert!(matches!(
@@ -385,8 +444,18 @@ async fn vectors_spaces_cache_batches_and_exact_search() {
         }
     }
     // A hit carries its chunk.
-    let hit = &s.search(&t, &a1.vectors[3].1, 1, None, None, 40).await.unwrap()[0];
-    assert_eq!((hit.chunk_id.as_str(), hit.document_id.as_str(), hit.chunk_index), (a1.vectors[3].0.as_str(), a1.id.as_str(), 3));
+    let hit = &s
+        .search(&t, &a1.vectors[3].1, 1, None, None, 40)
+        .await
+        .unwrap()[0];
+    assert_eq!(
+        (
+            hit.chunk_id.as_str(),
+            hit.document_id.as_str(),
+            hit.chunk_index
+        ),
+        (a1.vectors[3].0.as_str(), a1.id.as_str(), 3)
+    );
     assert_eq!(hit.content, "a1.txt chunk 3");
     assert!((hit.score - 1.0).abs() < 1e-9);
     assert!(matches!(
@@ -402,24 +471,48 @@ async fn vectors_spaces_cache_batches_and_exact_search() {
     s.replace_chunks(&a1.id, &new, &extracted(""), &chunks("a1 again", 2), false)
         .await
         .unwrap();
-    let hits = s.search(&t, &vector(5, 8), 100, None, None, 40).await.unwrap();
+    let hits = s
+        .search(&t, &vector(5, 8), 100, None, None, 40)
+        .await
+        .unwrap();
     assert_eq!(hits.len(), 16, "a1's old vectors are gone");
     assert!(hits.iter().all(|h| h.document_id != a1.id));
     let ids = s.chunk_ids(&a1.id).await.unwrap();
     let texts = s.chunk_texts(&t, &a1.id, &ids).await.unwrap();
     let is_old = |x: &Run, _: &ChunkText| *x == old;
     let batch = vec![(texts[0].clone(), vector(9, 8))];
-    let stale = s.write_batch(&t, &a1.id, &texts[0], &batch, &is_old).await.unwrap();
+    let stale = s
+        .write_batch(&t, &a1.id, &texts[0], &batch, &is_old)
+        .await
+        .unwrap();
     assert!(matches!(stale, BatchWrite::Stale(_)), "{stale:?}");
-    assert!(!s.fail_embedding(&a1.id, &texts[0], &is_old, "late").await.unwrap());
-    let gone = s.write_batch(&t, "missing", &texts[0], &batch, &is_old).await.unwrap();
+    assert!(
+        !s.fail_embedding(&a1.id, &texts[0], &is_old, "late")
+            .await
+            .unwrap()
+    );
+    let gone = s
+        .write_batch(&t, "missing", &texts[0], &batch, &is_old)
+        .await
+        .unwrap();
     assert!(matches!(gone, BatchWrite::Stale(_)));
     // The current run's failure counts.
     let is_new = |x: &Run, _: &ChunkText| *x == new;
-    assert!(s.fail_embedding(&a1.id, &texts[0], &is_new, "provider down").await.unwrap());
+    assert!(
+        s.fail_embedding(&a1.id, &texts[0], &is_new, "provider down")
+            .await
+            .unwrap()
+    );
     let doc = s.document(&a1.id).await.unwrap().unwrap();
-    assert_eq!((doc.status, doc.processing_error.as_deref()), (DocumentStatus::Failed, Some("provider down")));
-    assert!(!s.fail_embedding(&a1.id, &texts[0], &is_new, "again").await.unwrap());
+    assert_eq!(
+        (doc.status, doc.processing_error.as_deref()),
+        (DocumentStatus::Failed, Some("provider down"))
+    );
+    assert!(
+        !s.fail_embedding(&a1.id, &texts[0], &is_new, "again")
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -427,7 +520,10 @@ async fn exact_search_as_postgres() {
     let k = kit().await;
     let (pg, db, schema) = pg().await;
     let sp = space("compare-model", 16);
-    let (ts, tp) = (k.store.ensure_space(&sp).await.unwrap(), pg.ensure_space(&sp).await.unwrap());
+    let (ts, tp) = (
+        k.store.ensure_space(&sp).await.unwrap(),
+        pg.ensure_space(&sp).await.unwrap(),
+    );
     let mut docs = Vec::new();
     for (i, owner) in ["alice", "bob", "alice"].into_iter().enumerate() {
         let seed = i as u64 + 10;
@@ -438,19 +534,34 @@ async fn exact_search_as_postgres() {
     for q in 0..5u64 {
         let query = vector(500 + q, 16);
         for owner in [None, Some("alice")] {
-            let hs = k.store.search(&ts, &query, 8, owner, None, 100).await.unwrap();
+            let hs = k
+                .store
+                .search(&ts, &query, 8, owner, None, 100)
+                .await
+                .unwrap();
             let hp = pg.search(&tp, &query, 8, owner, None, 100).await.unwrap();
             assert_eq!(hs.len(), hp.len());
             for (a, b) in hs.iter().zip(&hp) {
                 assert_eq!((a.chunk_index, &a.content), (b.chunk_index, &b.content));
-                assert!((a.score - b.score).abs() < 1e-5, "{} vs {}", a.score, b.score);
+                assert!(
+                    (a.score - b.score).abs() < 1e-5,
+                    "{} vs {}",
+                    a.score,
+                    b.score
+                );
             }
         }
     }
     drop_schema(&db, &schema).await;
 }
 
-fn execution<'a>(id: &'a str, owner: &'a str, job: &'a str, fence: i64, io: &'a Value) -> NewExecution<'a> {
+fn execution<'a>(
+    id: &'a str,
+    owner: &'a str,
+    job: &'a str,
+    fence: i64,
+    io: &'a Value,
+) -> NewExecution<'a> {
     NewExecution {
         id,
         definition_id: None,
@@ -466,7 +577,11 @@ fn execution<'a>(id: &'a str, owner: &'a str, job: &'a str, fence: i64, io: &'a 
 fn begun(b: Begun) -> Value {
     match b {
         Begun::Running { checkpoint } => json!(["running", checkpoint.map(|c| c.step)]),
-        Begun::Ended { status, output, error } => json!(["ended", status, output, error]),
+        Begun::Ended {
+            status,
+            output,
+            error,
+        } => json!(["ended", status, output, error]),
         Begun::Refused(why) => json!(["refused", why]),
     }
 }
@@ -481,55 +596,141 @@ async fn shown(s: &dyn WorkflowStore, id: &str) -> Value {
 /// Definitions, a run's fenced life, memory and the reconciler's calls; a transcript.
 async fn workflow_life(s: &dyn WorkflowStore, x: &str) -> Vec<Value> {
     let mut t = Vec::new();
-    let def = json!({"name": "wf", "nodes": [{"id": "start", "type": "start"}], "edges": [], "extra": 1});
+    let def =
+        json!({"name": "wf", "nodes": [{"id": "start", "type": "start"}], "edges": [], "extra": 1});
     let def_id = s.put_workflow_definition("alice", &def).await.unwrap();
-    t.push(json!(s.workflow_definition(&def_id, "alice").await.unwrap()));
+    t.push(json!(
+        s.workflow_definition(&def_id, "alice").await.unwrap()
+    ));
     t.push(json!(s.workflow_definition(&def_id, "bob").await.unwrap()));
 
     let io = json!({"question": "why?"});
-    t.push(begun(s.begin_execution(&execution(x, "alice", "j1", 1, &io)).await.unwrap()));
+    t.push(begun(
+        s.begin_execution(&execution(x, "alice", "j1", 1, &io))
+            .await
+            .unwrap(),
+    ));
     t.push(shown(s, x).await);
     let mut state = State::new(io.clone(), 0);
     state.step = 1;
     state.prompt_tokens = 10;
     state.completion_tokens = 5;
     state.cost = 0.25;
-    state.log.push(LogEntry { step: 1, node: "start".into(), kind: "start".into(), ms: 3, error: None });
-    t.push(json!(["save", s.save_step(x, "j1", 1, &state).await.unwrap()]));
-    t.push(json!(["save stale fence", s.save_step(x, "j1", 0, &state).await.unwrap()]));
-    t.push(json!(["save other job", s.save_step(x, "j2", 1, &state).await.unwrap()]));
+    state.log.push(LogEntry {
+        step: 1,
+        node: "start".into(),
+        kind: "start".into(),
+        ms: 3,
+        error: None,
+    });
+    t.push(json!([
+        "save",
+        s.save_step(x, "j1", 1, &state).await.unwrap()
+    ]));
+    t.push(json!([
+        "save stale fence",
+        s.save_step(x, "j1", 0, &state).await.unwrap()
+    ]));
+    t.push(json!([
+        "save other job",
+        s.save_step(x, "j2", 1, &state).await.unwrap()
+    ]));
     // The same job claimed again resumes from the checkpoint; others are refused.
-    t.push(begun(s.begin_execution(&execution(x, "alice", "j1", 2, &io)).await.unwrap()));
-    t.push(begun(s.begin_execution(&execution(x, "alice", "j2", 3, &io)).await.unwrap()));
-    t.push(begun(s.begin_execution(&execution(x, "bob", "j1", 4, &io)).await.unwrap()));
-    t.push(begun(s.begin_execution(&execution(x, "alice", "j1", 1, &io)).await.unwrap()));
+    t.push(begun(
+        s.begin_execution(&execution(x, "alice", "j1", 2, &io))
+            .await
+            .unwrap(),
+    ));
+    t.push(begun(
+        s.begin_execution(&execution(x, "alice", "j2", 3, &io))
+            .await
+            .unwrap(),
+    ));
+    t.push(begun(
+        s.begin_execution(&execution(x, "bob", "j1", 4, &io))
+            .await
+            .unwrap(),
+    ));
+    t.push(begun(
+        s.begin_execution(&execution(x, "alice", "j1", 1, &io))
+            .await
+            .unwrap(),
+    ));
     let output = json!({"answer": 42});
-    let end = Ending { status: "completed", output: Some(&output), error: None, state: &state };
-    t.push(json!(["end old claim", s.end_execution(x, "j1", 1, &end).await.unwrap()]));
-    t.push(json!(["end", s.end_execution(x, "j1", 2, &end).await.unwrap()]));
+    let end = Ending {
+        status: "completed",
+        output: Some(&output),
+        error: None,
+        state: &state,
+    };
+    t.push(json!([
+        "end old claim",
+        s.end_execution(x, "j1", 1, &end).await.unwrap()
+    ]));
+    t.push(json!([
+        "end",
+        s.end_execution(x, "j1", 2, &end).await.unwrap()
+    ]));
     t.push(shown(s, x).await);
-    t.push(begun(s.begin_execution(&execution(x, "alice", "j1", 5, &io)).await.unwrap()));
+    t.push(begun(
+        s.begin_execution(&execution(x, "alice", "j1", 5, &io))
+            .await
+            .unwrap(),
+    ));
 
     // Memory: a window of the latest, oldest first, per owner and key.
-    let msgs: Vec<Message> = (0..5).map(|i| Message::new(if i % 2 == 0 { "user" } else { "assistant" }, format!("m{i}"))).collect();
+    let msgs: Vec<Message> = (0..5)
+        .map(|i| {
+            Message::new(
+                if i % 2 == 0 { "user" } else { "assistant" },
+                format!("m{i}"),
+            )
+        })
+        .collect();
     s.memory_store("alice", "k", &msgs).await.unwrap();
     s.memory_store("alice", "k", &[]).await.unwrap();
     s.memory_store("alice", "other", &msgs[..1]).await.unwrap();
-    let window = |m: Vec<Message>| json!(m.iter().map(|m| format!("{}:{}", m.role, m.content)).collect::<Vec<_>>());
+    let window = |m: Vec<Message>| {
+        json!(
+            m.iter()
+                .map(|m| format!("{}:{}", m.role, m.content))
+                .collect::<Vec<_>>()
+        )
+    };
     t.push(window(s.memory_load("alice", "k", 3).await.unwrap()));
     t.push(window(s.memory_load("alice", "k", 10).await.unwrap()));
     t.push(window(s.memory_load("bob", "k", 10).await.unwrap()));
 
     // The reconciler: idle open executions, closed under their job only.
     let y = format!("{x}-idle");
-    s.begin_execution(&execution(&y, "alice", "j9", 1, &io)).await.unwrap();
+    s.begin_execution(&execution(&y, "alice", "j9", 1, &io))
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     let idle = s.idle_executions(0.001, 10).await.unwrap();
     t.push(json!(["idle", idle == [(y.clone(), "j9".to_string())]]));
-    t.push(json!(["idle an hour", s.idle_executions(3600.0, 10).await.unwrap().len()]));
-    t.push(json!(["close other job", s.close_execution(&y, "j8", "cancelled", "gone").await.unwrap()]));
-    t.push(json!(["close", s.close_execution(&y, "j9", "cancelled", "job cancelled").await.unwrap()]));
-    t.push(json!(["close again", s.close_execution(&y, "j9", "cancelled", "again").await.unwrap()]));
+    t.push(json!([
+        "idle an hour",
+        s.idle_executions(3600.0, 10).await.unwrap().len()
+    ]));
+    t.push(json!([
+        "close other job",
+        s.close_execution(&y, "j8", "cancelled", "gone")
+            .await
+            .unwrap()
+    ]));
+    t.push(json!([
+        "close",
+        s.close_execution(&y, "j9", "cancelled", "job cancelled")
+            .await
+            .unwrap()
+    ]));
+    t.push(json!([
+        "close again",
+        s.close_execution(&y, "j9", "cancelled", "again")
+            .await
+            .unwrap()
+    ]));
     t.push(shown(s, &y).await);
     t.push(json!(s.execution("nope").await.unwrap()));
     t
@@ -538,7 +739,10 @@ async fn workflow_life(s: &dyn WorkflowStore, x: &str) -> Vec<Value> {
 /// Ids differ between stores: the transcript with this run's ids replaced by labels.
 fn relabel(mut t: Vec<Value>, x: &str) -> Vec<Value> {
     for v in &mut t {
-        let s = v.to_string().replace(&format!("{x}-idle"), "Y").replace(x, "X");
+        let s = v
+            .to_string()
+            .replace(&format!("{x}-idle"), "Y")
+            .replace(x, "X");
         *v = serde_json::from_str(&s).unwrap();
     }
     t
@@ -579,7 +783,13 @@ async fn workflows_definitions_runs_memory_and_reconciling() {
         completed,
         json!(["ended", "completed", {"answer": 42}, null]),
         json!(["user:m2", "assistant:m3", "user:m4"]),
-        json!(["user:m0", "assistant:m1", "user:m2", "assistant:m3", "user:m4"]),
+        json!([
+            "user:m0",
+            "assistant:m1",
+            "user:m2",
+            "assistant:m3",
+            "user:m4"
+        ]),
         json!([]),
         json!(["idle", true]),
         json!(["idle an hour", 0]),
@@ -589,7 +799,14 @@ async fn workflows_definitions_runs_memory_and_reconciling() {
     ];
     assert_eq!(t[..want.len()], want);
     let closed = &t[want.len()];
-    assert_eq!((&closed["status"], &closed["error_message"], &closed["completed"]), (&json!("cancelled"), &json!("job cancelled"), &json!(true)));
+    assert_eq!(
+        (
+            &closed["status"],
+            &closed["error_message"],
+            &closed["completed"]
+        ),
+        (&json!("cancelled"), &json!("job cancelled"), &json!(true))
+    );
     assert_eq!(t[want.len() + 1], json!(null));
     assert_eq!(t.len(), want.len() + 2);
 }
@@ -626,12 +843,25 @@ async fn each_maintenance_job_changes_what_it_should_once() {
     let db = &k.db;
     let m = Maintenance::new(k.store.clone());
     let days = |n: i64| format!("(CAST(unixepoch('subsec') * 1000 AS INTEGER) - {n} * 86400000)");
-    let s = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    let s = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
 
     exec(db, &format!("INSERT INTO audit_logs (id, action, created_at) VALUES ('old', 'login', {}), ('recent', 'login', {})", days(400), days(10))).await;
-    assert_eq!(m.run("database_maintenance").await.unwrap(), json!({"audit_logs_deleted": 1, "vacuum_analyze": true}));
-    assert_eq!(pairs(db, "SELECT id, action FROM audit_logs ORDER BY id").await, s(&[("recent", "login")]));
-    assert_eq!(m.run("database_maintenance").await.unwrap()["audit_logs_deleted"], 0);
+    assert_eq!(
+        m.run("database_maintenance").await.unwrap(),
+        json!({"audit_logs_deleted": 1, "vacuum_analyze": true})
+    );
+    assert_eq!(
+        pairs(db, "SELECT id, action FROM audit_logs ORDER BY id").await,
+        s(&[("recent", "login")])
+    );
+    assert_eq!(
+        m.run("database_maintenance").await.unwrap()["audit_logs_deleted"],
+        0
+    );
 
     for (id, status, created, updated) in [
         ("idle", "processed", 100, 95),
@@ -642,12 +872,24 @@ async fn each_maintenance_job_changes_what_it_should_once() {
     ] {
         exec(db, &format!("INSERT INTO documents (id, owner_id, title, filename, file_path, status, created_at, updated_at) VALUES ('{id}', 'o', 't', 'f', 'p', '{status}', {}, {})", days(created), days(updated))).await;
     }
-    assert_eq!(m.run("document_archiving").await.unwrap(), json!({"documents_archived": 2}));
+    assert_eq!(
+        m.run("document_archiving").await.unwrap(),
+        json!({"documents_archived": 2})
+    );
     assert_eq!(
         pairs(db, "SELECT id, status FROM documents ORDER BY id").await,
-        s(&[("ancient", "archived"), ("failed_old", "failed"), ("fresh", "processed"), ("idle", "archived"), ("pending_old", "pending")])
+        s(&[
+            ("ancient", "archived"),
+            ("failed_old", "failed"),
+            ("fresh", "processed"),
+            ("idle", "archived"),
+            ("pending_old", "pending")
+        ])
     );
-    assert_eq!(m.run("document_archiving").await.unwrap()["documents_archived"], 0);
+    assert_eq!(
+        m.run("document_archiving").await.unwrap()["documents_archived"],
+        0
+    );
 
     for (id, status, last, updated) in [
         ("idle", "active", Some(200), 200),
@@ -658,17 +900,119 @@ async fn each_maintenance_job_changes_what_it_should_once() {
         let last = last.map_or("NULL".to_string(), days);
         exec(db, &format!("INSERT INTO conversations (id, user_id, status, last_message_at, updated_at) VALUES ('{id}', 'u', '{status}', {last}, {}); INSERT INTO messages (id, conversation_id, role, content) VALUES ('m-{id}', '{id}', 'user', 'hi')", days(updated))).await;
     }
-    assert_eq!(m.run("conversation_cleanup").await.unwrap(), json!({"conversations_archived": 1, "conversations_deleted": 1}));
+    assert_eq!(
+        m.run("conversation_cleanup").await.unwrap(),
+        json!({"conversations_archived": 1, "conversations_deleted": 1})
+    );
     assert_eq!(
         pairs(db, "SELECT id, status FROM conversations ORDER BY id").await,
-        s(&[("idle", "archived"), ("kept", "archived"), ("talking", "active")])
+        s(&[
+            ("idle", "archived"),
+            ("kept", "archived"),
+            ("talking", "active")
+        ])
     );
-    assert_eq!(pairs(db, "SELECT id, conversation_id FROM messages ORDER BY id").await.len(), 3);
-    assert_eq!(m.run("conversation_cleanup").await.unwrap(), json!({"conversations_archived": 0, "conversations_deleted": 0}));
+    assert_eq!(
+        pairs(db, "SELECT id, conversation_id FROM messages ORDER BY id")
+            .await
+            .len(),
+        3
+    );
+    assert_eq!(
+        m.run("conversation_cleanup").await.unwrap(),
+        json!({"conversations_archived": 0, "conversations_deleted": 0})
+    );
 
     // Exact search has no index: nothing to rebuild, and the store's calls say so.
     assert!(k.store.rebuild_vector_indexes().await.unwrap().is_empty());
     let r = m.run("vector_store_maintenance").await.unwrap();
     assert_eq!(r["indexes"], json!([]), "{r}");
     k.store.vacuum_analyze().await.unwrap();
+}
+
+/// Batches of one document finishing together serialise on the file's write lock: all are
+/// written and exactly one sees the document complete.
+#[tokio::test]
+async fn concurrent_batches_complete_a_document_once() {
+    let k = kit().await;
+    let s = k.store.clone();
+    let t = s.ensure_space(&space("race", 4)).await.unwrap();
+    let (id, _) = s
+        .register_document(&NewDocument::new("alice", "race.txt"))
+        .await
+        .unwrap();
+    let r = run("race-job", 7);
+    s.start_processing(&id, &r).await.unwrap().unwrap();
+    s.replace_chunks(&id, &r, &extracted(""), &chunks("race", 12), false)
+        .await
+        .unwrap();
+    let ids = s.chunk_ids(&id).await.unwrap();
+    let texts = s.chunk_texts(&t, &id, &ids).await.unwrap();
+    let mut tasks = Vec::new();
+    for (i, batch) in texts.chunks(2).enumerate() {
+        let (s, t, id, r) = (s.clone(), t.clone(), id.clone(), r.clone());
+        let batch: Vec<(ChunkText, Vec<f32>)> = batch
+            .iter()
+            .map(|c| (c.clone(), vector(i as u64, 4)))
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            let current = |x: &Run, _: &ChunkText| *x == r;
+            s.write_batch(&t, &id, &batch[0].0, &batch, &current).await
+        }));
+    }
+    let mut completed = Vec::new();
+    for task in tasks {
+        match task.await.unwrap().unwrap() {
+            BatchWrite::Written { rows, completed: c } => {
+                assert_eq!(rows, 2);
+                completed.extend(c);
+            }
+            stale => panic!("{stale:?}"),
+        }
+    }
+    assert_eq!(completed, [12]);
+    let doc = s.document(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (doc.status, doc.chunk_count),
+        (DocumentStatus::Processed, 12)
+    );
+}
+
+/// Above 2,000 dimensions pgvector compares the `halfvec` cast: the embedded search too.
+#[tokio::test]
+async fn halfvec_space_search_as_postgres() {
+    let k = kit().await;
+    let (pg, db, schema) = pg().await;
+    let sp = space("large-model", 2100);
+    let (ts, tp) = (
+        k.store.ensure_space(&sp).await.unwrap(),
+        pg.ensure_space(&sp).await.unwrap(),
+    );
+    for i in 0..2u64 {
+        embedded(&k.store, &ts, "alice", &format!("h{i}.txt"), 6, 40 + i).await;
+        embedded(&pg, &tp, "alice", &format!("h{i}.txt"), 6, 40 + i).await;
+    }
+    for q in 0..3u64 {
+        let query = vector(900 + q, 2100);
+        let hs = k
+            .store
+            .search(&ts, &query, 5, None, None, 100)
+            .await
+            .unwrap();
+        let hp = pg.search(&tp, &query, 5, None, None, 100).await.unwrap();
+        let key = |h: &chatter_jobs::store::vectors::Hit| (h.content.clone(), h.chunk_index);
+        assert_eq!(
+            hs.iter().map(key).collect::<Vec<_>>(),
+            hp.iter().map(key).collect::<Vec<_>>()
+        );
+        for (a, b) in hs.iter().zip(&hp) {
+            assert!(
+                (a.score - b.score).abs() < 1e-5,
+                "{} vs {}",
+                a.score,
+                b.score
+            );
+        }
+    }
+    drop_schema(&db, &schema).await;
 }

@@ -161,7 +161,13 @@ mod tests {
     #[test]
     fn top_k_keeps_the_nearest_in_order_with_nan_last() {
         let mut t = TopK::new(3);
-        for (d, id) in [(0.5, "a"), (f64::NAN, "n"), (0.1, "b"), (0.9, "c"), (0.3, "d")] {
+        for (d, id) in [
+            (0.5, "a"),
+            (f64::NAN, "n"),
+            (0.1, "b"),
+            (0.9, "c"),
+            (0.3, "d"),
+        ] {
             t.push(d, id.into());
         }
         let ids: Vec<String> = t.into_sorted().into_iter().map(|(_, i)| i).collect();
