@@ -65,13 +65,8 @@ pub(super) fn distance(a: &[f32], b: &[f32]) -> f64 {
         nb += y * y;
     }
     let similarity = dot / (na * nb).sqrt();
-    let similarity = if similarity > 1.0 {
-        1.0
-    } else if similarity < -1.0 {
-        -1.0
-    } else {
-        similarity
-    };
+    // NaN (a zero vector) stays NaN, as in pgvector.
+    let similarity = similarity.clamp(-1.0, 1.0);
     1.0 - similarity
 }
 
