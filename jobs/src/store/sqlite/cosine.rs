@@ -44,12 +44,13 @@ pub(super) fn to_half(x: f32) -> Option<f32> {
 }
 
 /// A vector as pgvector compares it in a space of `dims` dimensions (`halfvec` above 2,000).
-pub(super) fn as_compared(v: &[f32], dims: usize) -> Option<Vec<f32>> {
+pub(super) fn as_compared(mut v: Vec<f32>, dims: usize) -> Option<Vec<f32>> {
     if dims > HALFVEC_ABOVE {
-        v.iter().map(|x| to_half(*x)).collect()
-    } else {
-        Some(v.to_vec())
+        for x in &mut v {
+            *x = to_half(*x)?;
+        }
     }
+    Some(v)
 }
 
 /// The dimensions above which pgvector indexes (and search compares) the `halfvec` cast.
