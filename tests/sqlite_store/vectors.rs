@@ -355,9 +355,10 @@ async fn halfvec_space_search_as_postgres() {
             hs.iter().map(key).collect::<Vec<_>>(),
             hp.iter().map(key).collect::<Vec<_>>()
         );
+        // Closer than the halfvec rounding itself moves a score (about 5e-6 here).
         for (a, b) in hs.iter().zip(&hp) {
             assert!(
-                (a.score - b.score).abs() < 1e-5,
+                (a.score - b.score).abs() < 1e-6,
                 "{} vs {}",
                 a.score,
                 b.score
