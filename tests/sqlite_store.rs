@@ -3,6 +3,7 @@
 //! the store answered; `*_as_postgres` runs the same scenario on both stores and compares the
 //! transcripts (PostgreSQL at DATABASE_URL, a schema per test). Search is checked against a
 //! brute-force cosine ranking computed here.
+<<<<<<< HEAD
 use chatter_jobs::maintenance::Maintenance;
 use chatter_jobs::store::sqlite::{SqliteStore, open};
 use chatter_jobs::store::vectors::{BatchWrite, ChunkText, Space, SpaceTables};
@@ -932,3 +933,15 @@ async fn each_maintenance_job_changes_what_it_should_once() {
     assert_eq!(r["indexes"], json!([]), "{r}");
     k.store.vacuum_analyze().await.unwrap();
 }
+=======
+#[path = "sqlite_store/documents.rs"]
+mod documents;
+#[path = "sqlite_store/kit.rs"]
+mod kit;
+#[path = "sqlite_store/maintenance.rs"]
+mod maintenance;
+#[path = "sqlite_store/vectors.rs"]
+mod vectors;
+#[path = "sqlite_store/workflows.rs"]
+mod workflows;
+>>>>>>> wip-store

@@ -44,12 +44,13 @@ pub(super) fn to_half(x: f32) -> Option<f32> {
 }
 
 /// A vector as pgvector compares it in a space of `dims` dimensions (`halfvec` above 2,000).
-pub(super) fn as_compared(v: &[f32], dims: usize) -> Option<Vec<f32>> {
+pub(super) fn as_compared(mut v: Vec<f32>, dims: usize) -> Option<Vec<f32>> {
     if dims > HALFVEC_ABOVE {
-        v.iter().map(|x| to_half(*x)).collect()
-    } else {
-        Some(v.to_vec())
+        for x in &mut v {
+            *x = to_half(*x)?;
+        }
     }
+    Some(v)
 }
 
 /// The dimensions above which pgvector indexes (and search compares) the `halfvec` cast.
@@ -64,8 +65,14 @@ pub(super) fn distance(a: &[f32], b: &[f32]) -> f64 {
         na += x * x;
         nb += y * y;
     }
+<<<<<<< HEAD
     // Clamped like pgvector's (a NaN stays NaN: a zero vector has no direction).
     let similarity = (dot / (na * nb).sqrt()).clamp(-1.0, 1.0);
+=======
+    let similarity = dot / (na * nb).sqrt();
+    // NaN (a zero vector) stays NaN, as in pgvector.
+    let similarity = similarity.clamp(-1.0, 1.0);
+>>>>>>> wip-store
     1.0 - similarity
 }
 

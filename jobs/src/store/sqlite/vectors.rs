@@ -317,7 +317,7 @@ impl VectorStore for SqliteStore {
     ) -> Result<Vec<Hit>> {
         check_dims(t, "the query vector", query)?;
         let dims = t.space.dimensions;
-        let query = as_compared(query, dims).ok_or_else(|| {
+        let query = as_compared(query.to_vec(), dims).ok_or_else(|| {
             StoreError::Data(format!(
                 "the query vector has a value out of range for halfvec ({} compares halfvec)",
                 t.name
@@ -346,13 +346,15 @@ impl VectorStore for SqliteStore {
         if let Some(d) = documents {
             q = q.bind(json_list(d));
         }
+        // One read transaction: the scan and the chunks' rows are of one snapshot.
+        let mut tx = self.pool.begin().await?;
         let mut top = TopK::new(k);
         {
-            let mut rows = q.fetch(&self.pool);
+            let mut rows = q.fetch(&mut *tx);
             while let Some(r) = rows.try_next().await? {
                 let id: String = r.try_get(0)?;
                 let blob: &[u8] = r.try_get(1)?;
-                match from_blob(blob, dims).and_then(|v| as_compared(&v, dims)) {
+                match from_blob(blob, dims).and_then(|v| as_compared(v, dims)) {
                     Some(v) => top.push(distance(&query, &v), id),
                     None => tracing::warn!(
                         table = %t.vectors, chunk = %id, bytes = blob.len(),
@@ -368,8 +370,9 @@ impl VectorStore for SqliteStore {
               WHERE id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_list(&ids))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        tx.commit().await?;
         let mut chunks = HashMap::with_capacity(rows.len());
         for r in rows {
             let id: String = r.try_get(0)?;
