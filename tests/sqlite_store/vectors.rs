@@ -6,6 +6,9 @@ use chatter_jobs::store::{
     DocumentStatus, DocumentStore, NewDocument, Run, StoreError, VectorStore,
 };
 
+/// A search filter (owner, documents) and how many hits to ask for.
+type Case<'a> = (Option<&'a str>, Option<Vec<String>>, usize);
+
 /// One processed document of `n` embedded chunks (written in two batches by its run).
 struct Embedded {
     id: String,
@@ -144,7 +147,7 @@ async fn vectors_spaces_cache_batches_and_exact_search() {
     let all = [&a1, &a2, &b1];
     for q in 0..5u64 {
         let query = vector(77 + q, 8);
-        let cases: [(Option<&str>, Option<Vec<String>>, usize); 5] = [
+        let cases: [Case; 5] = [
             (None, None, 5),
             (Some("alice"), None, 6),
             (None, Some(vec![a2.id.clone()]), 4),

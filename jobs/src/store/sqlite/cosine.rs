@@ -65,14 +65,9 @@ pub(super) fn distance(a: &[f32], b: &[f32]) -> f64 {
         na += x * x;
         nb += y * y;
     }
-<<<<<<< HEAD
-    // Clamped like pgvector's (a NaN stays NaN: a zero vector has no direction).
-    let similarity = (dot / (na * nb).sqrt()).clamp(-1.0, 1.0);
-=======
     let similarity = dot / (na * nb).sqrt();
     // NaN (a zero vector) stays NaN, as in pgvector.
     let similarity = similarity.clamp(-1.0, 1.0);
->>>>>>> wip-store
     1.0 - similarity
 }
 
