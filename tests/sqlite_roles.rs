@@ -276,7 +276,7 @@ async fn sessions_expire_and_are_deleted() {
     b.delete("k-alice").await.expect("delete");
     assert_eq!(a.get("k-alice").await.expect("get"), None);
     // An unreadable session reads as none.
-    sqlx::query("INSERT INTO cw_sessions (key, body, expires_ms) VALUES ('bad', 'not json', 9e15)")
+    sqlx::query("INSERT INTO cw_sessions (key, body, expires_ms) VALUES ('bad', 'not json', 9000000000000000)")
         .execute(backends[0].pool())
         .await
         .expect("insert");

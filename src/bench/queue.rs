@@ -1,8 +1,9 @@
 //! `chatter-worker bench queue`: no-op jobs through our Redis queue and, in the same run, through
 //! apalis-redis 1.0.0, so the figures compare on the same machine and the same Redis.
 //! `--backend sqlite` runs our workload on the embedded backend (a SQLite file) instead, and
-//! `--backend both` runs Redis then SQLite and reports them side by side (`own.rs`); our phases
-//! go through `Arc<dyn Backend>` / `Arc<dyn Queue>`, the peer stays Redis-only.
+//! `--backend both` runs Redis then SQLite and reports them side by side (`queue/own.rs`); our
+//! phases go through `Arc<dyn Backend>` / `Arc<dyn Queue>`; the peer (`queue/peer.rs`) stays
+//! Redis-only.
 //!
 //! Four phases per system: bulk enqueue of N with no worker (enqueue/s); draining that backlog
 //! (jobs/s); a producer and the workers together, the producer keeping at most 5,000 jobs
@@ -11,17 +12,14 @@
 //! one Lua `unpack`, so it cannot drain a backlog above ~8k: its drain phase reports that failure,
 //! and the bounded end-to-end phase is the one both systems can run.
 mod own;
+mod peer;
 
 pub use super::args::QueueBenchBackend;
 pub use own::Comparison;
 
 use crate::backend::Queue;
 use crate::pool::{self, PoolConfig};
-use crate::queue;
-use apalis::layers::WorkerBuilderExt;
-use apalis_core::backend::TaskSink;
 use apalis_core::error::BoxDynError;
-use apalis_core::worker::builder::WorkerBuilder;
 use chatter_jobs::{Job, JobBuilder, JobContext, JobError, Registry};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -244,7 +242,7 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, BoxDynError> {
     }
     // apalis-redis is compared with our Redis backend only.
     if o.peer && o.backend.redis() {
-        results.push(apalis_redis_peer(&o).await?);
+        results.push(peer::apalis_redis_peer(&o).await?);
     }
     let find = |system: &str| results.iter().find(|r| r.system == system);
     let redis = find(own::Own::Redis.system());
@@ -337,102 +335,5 @@ async fn ours(o: &BenchOptions, which: own::Own) -> Result<SystemResult, BoxDynE
     let _ = pool.await;
     drop(s);
     opened.cleanup().await?;
-    Ok(r)
-}
-
-struct Peer(apalis_redis::RedisStorage<u64>);
-
-impl Subject for Peer {
-    async fn push(&mut self, n: usize) -> Result<(), BoxDynError> {
-        self.0.push_bulk((0..n as u64).collect()).await?;
-        Ok(())
-    }
-}
-
-type PeerWorker = tokio::task::JoinHandle<Result<(), apalis_core::error::WorkerError>>;
-
-/// A fresh apalis-redis queue (and its name, for clean-up).
-async fn peer_queue(o: &BenchOptions) -> Result<(Peer, String), BoxDynError> {
-    use apalis_redis::{Config, RedisStorage};
-    let qname = format!("bench-apalis-{}", ulid::Ulid::new());
-    let conn = apalis_redis::connect(o.redis_url.as_str()).await?;
-    let config = Config::default()
-        .queue(&qname)
-        .batch_size(200)
-        .heartbeat_interval(PEER_HEARTBEAT);
-    Ok((
-        Peer(RedisStorage::<u64>::new(conn).with_config(config)),
-        qname,
-    ))
-}
-
-/// An apalis-redis worker of concurrency C over `peer`, running until `stop` trips.
-fn peer_worker(
-    o: &BenchOptions,
-    peer: &Peer,
-    qname: &str,
-    p: Arc<Probe>,
-    stop: &CancellationToken,
-) -> PeerWorker {
-    let worker = WorkerBuilder::new(format!("{qname}-worker"))
-        .backend(peer.0.clone())
-        .concurrency(o.concurrency)
-        .build(move |_n: u64| {
-            let p = p.clone();
-            async move {
-                p.hit();
-                Ok::<(), BoxDynError>(())
-            }
-        });
-    let s = stop.clone();
-    tokio::spawn(worker.run_until(async move {
-        s.cancelled().await;
-        Ok::<(), std::io::Error>(())
-    }))
-}
-
-async fn apalis_redis_peer(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
-    let (probe, mut starts) = probe();
-    let mut r = SystemResult {
-        system: "apalis-redis 1.0.0".into(),
-        ..Default::default()
-    };
-
-    // Backlog: enqueue N with no worker, then start one and drain.
-    let (mut s, qname) = peer_queue(o).await?;
-    let t = Instant::now();
-    for chunk in 0..o.jobs.div_ceil(10_000) {
-        s.push(10_000.min(o.jobs - chunk * 10_000)).await?;
-    }
-    r.enqueue_per_s = Some(per_s(o.jobs, t.elapsed()));
-    probe.expect(o.jobs as u64);
-    let stop = CancellationToken::new();
-    let t = Instant::now();
-    let handle = peer_worker(o, &s, &qname, probe.clone(), &stop);
-    match probe.wait(|| !handle.is_finished()).await {
-        Ok(()) => r.drain_per_s = Some(per_s(o.jobs, t.elapsed())),
-        Err(e) => r.failures.push(format!("drain: {e}")),
-    }
-    stop.cancel();
-    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(10), handle).await {
-        r.failures.push(format!("drain worker error: {e}"));
-    }
-    queue::delete_matching(&o.redis_url, &format!("*{qname}*")).await?;
-
-    // Bounded end-to-end, then idle latency, each on a fresh queue and worker.
-    let (mut s, qname) = peer_queue(o).await?;
-    let stop = CancellationToken::new();
-    let handle = peer_worker(o, &s, &qname, probe.clone(), &stop);
-    end_to_end(&mut s, &probe, o.jobs, || !handle.is_finished(), &mut r).await?;
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
-    queue::delete_matching(&o.redis_url, &format!("*{qname}*")).await?;
-    let (mut s, qname) = peer_queue(o).await?;
-    let stop = CancellationToken::new();
-    let handle = peer_worker(o, &s, &qname, probe.clone(), &stop);
-    latency(&mut s, &probe, &mut starts, o.latency_samples, &mut r).await?;
-    stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
-    queue::delete_matching(&o.redis_url, &format!("*{qname}*")).await?;
     Ok(r)
 }

@@ -120,12 +120,12 @@ pub struct Comparison {
     pub sqlite_over_redis: Option<f64>,
 }
 
-/// One compared figure: its name and how to read it from a run.
-type Metric = (&'static str, fn(&SystemResult) -> Option<f64>);
+/// How a figure is read from a result.
+type Metric = fn(&SystemResult) -> Option<f64>;
 
 /// The figures of the Redis and SQLite runs side by side.
 pub(super) fn compare(redis: &SystemResult, sqlite: &SystemResult) -> Vec<Comparison> {
-    let rows: [Metric; 5] = [
+    let rows: [(&'static str, Metric); 5] = [
         ("enqueue_per_s", |r| r.enqueue_per_s),
         ("drain_per_s", |r| r.drain_per_s),
         ("end_to_end_per_s", |r| r.end_to_end_per_s),
