@@ -22,7 +22,10 @@ use chatter_jobs::flow::chat::{ChatClient, ChatConfig};
 use chatter_jobs::flow::tools::Tools;
 use chatter_jobs::flow::{Runner, WorkflowSettings};
 use chatter_jobs::maintenance::Maintenance;
-use chatter_jobs::store::{Store, StoreError};
+use chatter_jobs::store::{
+    DocumentStore, MaintenanceStore, SqliteStore, Store, StoreError, StoreHealth, VectorStore,
+    WorkflowStore,
+};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,12 +36,59 @@ pub enum HandlerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("no database: set DATABASE_URL or --database-url")]
+    #[error("no database: set DATABASE_URL or --database-url (or run embedded: no REDIS_URL)")]
     NoDatabase,
 }
 
-/// Connect to the configured database (migrating it when asked).
-pub async fn store(s: &Settings) -> Result<Store, HandlerError> {
+/// The configured store: PostgreSQL + pgvector, or the embedded SQLite file.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Postgres(Store),
+    Sqlite(SqliteStore),
+}
+
+impl AnyStore {
+    pub fn documents(&self) -> Arc<dyn DocumentStore> {
+        match self {
+            Self::Postgres(s) => Arc::new(s.clone()),
+            Self::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
+    pub fn workflows(&self) -> Arc<dyn WorkflowStore> {
+        match self {
+            Self::Postgres(s) => Arc::new(s.clone()),
+            Self::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
+    pub fn health(&self) -> Arc<dyn StoreHealth> {
+        match self {
+            Self::Postgres(s) => Arc::new(s.clone()),
+            Self::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
+}
+
+/// Every role a store serves, for the handlers' constructors.
+pub trait Roles:
+    DocumentStore + VectorStore + WorkflowStore + MaintenanceStore + Clone + 'static
+{
+}
+impl<T: DocumentStore + VectorStore + WorkflowStore + MaintenanceStore + Clone + 'static> Roles
+    for T
+{
+}
+
+/// The configured store: the embedded file's (opened and migrated), else PostgreSQL's.
+pub async fn store(s: &Settings) -> Result<AnyStore, HandlerError> {
+    if let Some(path) = s.embedded() {
+        let pool = chatter_jobs::store::sqlite::open(&path).await?;
+        return Ok(AnyStore::Sqlite(SqliteStore::new(pool)));
+    }
+    Ok(AnyStore::Postgres(postgres(s).await?))
+}
+
+/// Connect to the configured PostgreSQL (migrating it when asked).
+pub async fn postgres(s: &Settings) -> Result<Store, HandlerError> {
     let url = s.database_url.as_deref().ok_or(HandlerError::NoDatabase)?;
     let store = match Store::connect(url, s.db_max_connections).await {
         // Unreachable (not misconfigured): start anyway, like with Redis down; `/readyz` says
@@ -218,7 +268,18 @@ pub fn limiter(s: &Settings, backend: &dyn Backend) -> Arc<dyn RateLimiter> {
 /// The embedding handler (also what `search` runs with); None without a provider.
 pub async fn embedder(
     s: &Settings,
-    store: &Store,
+    store: &AnyStore,
+    backend: Arc<dyn Backend>,
+) -> Result<Option<Arc<Embedder>>, HandlerError> {
+    match store {
+        AnyStore::Postgres(store) => embedder_on(s, store, backend).await,
+        AnyStore::Sqlite(store) => embedder_on(s, store, backend).await,
+    }
+}
+
+async fn embedder_on<S: VectorStore + Clone + 'static>(
+    s: &Settings,
+    store: &S,
     backend: Arc<dyn Backend>,
 ) -> Result<Option<Arc<Embedder>>, HandlerError> {
     let Some(provider) = provider(s)? else {
@@ -237,9 +298,9 @@ pub async fn embedder(
 }
 
 /// The `run_workflow` handler: chat providers, tools and limits from `[workflows]`.
-pub fn workflow_runner(
+pub fn workflow_runner<S: WorkflowStore + Clone + 'static>(
     s: &Settings,
-    store: &Store,
+    store: &S,
     backend: Arc<dyn Backend>,
     embedder: Option<Arc<Embedder>>,
 ) -> Result<Runner, HandlerError> {
@@ -317,25 +378,49 @@ pub fn workflow_runner(
 }
 
 /// Install every handler this process has what it needs for. Returns the store when there is
-/// a database.
+/// one (PostgreSQL, or the embedded file).
 pub async fn install(
     s: &Settings,
     registry: &mut Registry,
     backend: Arc<dyn Backend>,
-) -> Result<Option<Store>, HandlerError> {
-    if s.database_url.is_none() {
+) -> Result<Option<AnyStore>, HandlerError> {
+    if s.database_url.is_none() && s.embedded().is_none() {
         return Ok(None);
     }
     let store = store(s).await?;
+    install_store(s, registry, backend, &store).await?;
+    Ok(Some(store))
+}
+
+/// Install every handler on `store` (one the caller opened).
+pub async fn install_store(
+    s: &Settings,
+    registry: &mut Registry,
+    backend: Arc<dyn Backend>,
+    store: &AnyStore,
+) -> Result<(), HandlerError> {
+    match store {
+        AnyStore::Postgres(st) => install_on(s, registry, backend, st).await?,
+        AnyStore::Sqlite(st) => install_on(s, registry, backend, st).await?,
+    }
+    Ok(())
+}
+
+async fn install_on<S: Roles>(
+    s: &Settings,
+    registry: &mut Registry,
+    backend: Arc<dyn Backend>,
+    store: &S,
+) -> Result<(), HandlerError> {
     let outbox = Arc::new(BackendOutbox::new(backend.clone(), s.queue_options()));
     let chunker = Chunker::new(chunk_settings(s)?, store.clone(), outbox)
         .map_err(|e| ConfigError::Invalid(format!("[chunking]: {e}")))?;
     Arc::new(chunker).install(registry);
-    let embedder = embedder(s, &store, backend.clone()).await?;
+    let embedder = embedder_on(s, store, backend.clone()).await?;
     if let Some(e) = &embedder {
         e.clone().install(registry);
     }
-    Arc::new(workflow_runner(s, &store, backend, embedder)?).install(registry);
+    Arc::new(workflow_runner(s, store, backend, embedder)?).install(registry);
     Arc::new(Maintenance::new(store.clone())).install(registry);
-    Ok(Some(store))
+    Ok(())
 }

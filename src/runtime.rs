@@ -10,6 +10,7 @@ use crate::queue::{self, RedisBackend};
 use crate::reconcile::Reconciler;
 use crate::rescuer::{Rescuer, RescuerConfig};
 use crate::retention::{Retention, RetentionConfig};
+use crate::sqlite::SqliteBackend;
 use chatter_jobs::Registry;
 use chatter_jobs::registry::queues;
 use std::sync::Arc;
@@ -30,6 +31,11 @@ pub enum RunError {
     Queue(#[from] queue::QueueError),
     #[error(transparent)]
     Handlers(#[from] HandlerError),
+    #[error("cannot open the embedded database {path}: {source}")]
+    Open {
+        path: String,
+        source: chatter_jobs::store::StoreError,
+    },
 }
 
 /// Once the pools have stopped, the time the other loops and the HTTP server get to end.
@@ -97,13 +103,33 @@ pub async fn run(
         let server = tokio::spawn(server::serve(listener, rx, limits, background.clone()));
         (tx, server)
     });
-    let Some(redis) =
-        RedisBackend::connect_until(&settings.redis_url, &settings.prefix, &shutdown).await
-    else {
-        return Ok(Vec::new());
+    let (backend, store) = match settings.embedded() {
+        Some(path) => {
+            // One pool on the file for the queue and the store (one process, one writer queue).
+            let pool = chatter_jobs::store::sqlite::open(&path)
+                .await
+                .map_err(|e| RunError::Open {
+                    path: path.display().to_string(),
+                    source: e,
+                })?;
+            tracing::info!(file = %path.display(), "embedded: queue and store in one SQLite file (set REDIS_URL and DATABASE_URL for Redis + PostgreSQL)");
+            let backend: Arc<dyn Backend> = Arc::new(SqliteBackend::new(pool.clone(), &path));
+            let store = handlers::AnyStore::Sqlite(chatter_jobs::store::SqliteStore::new(pool));
+            handlers::install_store(&settings, &mut registry, backend.clone(), &store).await?;
+            (backend, Some(store))
+        }
+        None => {
+            let Some(redis) =
+                RedisBackend::connect_until(settings.redis_url(), &settings.prefix, &shutdown)
+                    .await
+            else {
+                return Ok(Vec::new());
+            };
+            let backend: Arc<dyn Backend> = Arc::new(redis);
+            let store = handlers::install(&settings, &mut registry, backend.clone()).await?;
+            (backend, store)
+        }
     };
-    let backend: Arc<dyn Backend> = Arc::new(redis);
-    let store = handlers::install(&settings, &mut registry, backend.clone()).await?;
     let names = settings.queue_names(&registry);
     backend.register_queues(&names).await?;
     let queues: Vec<Arc<dyn Queue>> = names
@@ -121,9 +147,7 @@ pub async fn run(
             &settings,
             registry.clone(),
             backend.clone(),
-            store
-                .clone()
-                .map(|s| Arc::new(s) as Arc<dyn chatter_jobs::store::DocumentStore>),
+            store.as_ref().map(|s| s.documents()),
             background.clone(),
         );
         let state = tokio::select! {
@@ -147,9 +171,7 @@ pub async fn run(
         queues: Arc::new(queues.clone()),
         handle,
         api,
-        store: store
-            .clone()
-            .map(|s| Arc::new(s) as Arc<dyn chatter_jobs::store::StoreHealth>),
+        store: store.as_ref().map(|s| s.health()),
         ready_timeout: Duration::from_secs_f64(settings.http.ready_timeout_secs),
     }));
     let rescuer = Rescuer {
@@ -197,7 +219,7 @@ pub async fn run(
         .filter(|_| names.iter().any(|n| n == queues::WORKFLOWS))
         .map(|store| {
             let r = Reconciler {
-                store: Arc::new(store),
+                store: store.workflows(),
                 queue: backend.queue(queues::WORKFLOWS, settings.queue_options()),
                 interval: Duration::from_secs_f64(settings.retention_interval_secs),
                 idle: Duration::from_secs_f64(settings.workflows.step_timeout_secs.max(1.0) * 2.0),

@@ -132,7 +132,7 @@ pub async fn run(a: &ApiBenchArgs, redis_url: &str) -> Result<ApiBenchReport, St
     for r in 0..a.rounds {
         let prefix = format!("bench-api-{}", ulid::Ulid::new());
         let mut s = Settings {
-            redis_url: redis_url.to_string(),
+            redis_url: Some(redis_url.to_string()),
             prefix: prefix.clone(),
             ..Settings::default()
         };

@@ -12,7 +12,7 @@ pub async fn run(s: &Settings, what: BenchWhat, json: bool) -> anyhow::Result<()
             let report = bench::embedding::run(
                 &a,
                 s.embedding.model_dir.clone(),
-                &s.redis_url,
+                s.redis_url(),
                 s.database_url.as_deref(),
             )
             .await
@@ -25,7 +25,7 @@ pub async fn run(s: &Settings, what: BenchWhat, json: bool) -> anyhow::Result<()
                     "--runs, --concurrency, --rounds and --engine-runs must be at least 1"
                 );
             }
-            let report = bench::workflows::run(&a, &s.redis_url, s.database_url.as_deref())
+            let report = bench::workflows::run(&a, s.redis_url(), s.database_url.as_deref())
                 .await
                 .map_err(anyhow::Error::msg)?;
             print(json, &report);
@@ -34,7 +34,7 @@ pub async fn run(s: &Settings, what: BenchWhat, json: bool) -> anyhow::Result<()
             if a.seconds == 0 || a.connections == 0 || a.rounds == 0 {
                 anyhow::bail!("--seconds, --connections and --rounds must be at least 1");
             }
-            let report = bench::api::run(&a, &s.redis_url)
+            let report = bench::api::run(&a, s.redis_url())
                 .await
                 .map_err(anyhow::Error::msg)?;
             print(json, &report);
@@ -52,7 +52,7 @@ pub async fn run(s: &Settings, what: BenchWhat, json: bool) -> anyhow::Result<()
             no_peer,
         } => {
             let report = bench::run(BenchOptions {
-                redis_url: s.redis_url.clone(),
+                redis_url: s.redis_url().to_string(),
                 jobs,
                 concurrency,
                 latency_samples,

@@ -8,6 +8,7 @@ use crate::config::Settings;
 use crate::jobs::Job;
 use crate::jobs::Registry;
 use crate::queue::RedisBackend;
+use crate::sqlite::SqliteBackend;
 use crate::submit::{self, Submitter};
 use anyhow::{Context, bail};
 use std::sync::Arc;
@@ -15,8 +16,11 @@ use std::sync::Arc;
 /// The settings of the file (`--config`), overlaid with the global flags.
 pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     let mut s = Settings::load(cli.config.as_deref())?;
-    if let Some(u) = &cli.redis_url {
-        s.redis_url = u.clone();
+    if let Some(u) = cli.redis_url.as_ref().filter(|u| !u.is_empty()) {
+        s.redis_url = Some(u.clone());
+    }
+    if let Some(p) = &cli.sqlite {
+        s.sqlite = Some(p.clone());
     }
     if let Some(p) = &cli.prefix {
         s.prefix = p.clone();
@@ -36,14 +40,24 @@ pub fn settings(cli: &Cli) -> anyhow::Result<Settings> {
     if let Some(p) = &cli.schedules {
         s.schedules = Some(p.clone());
     }
+    // Embedded: documents are read from the working folder unless told otherwise.
+    if s.embedded().is_some() && s.chunking.storage_root.is_none() {
+        s.chunking.storage_root = Some(std::env::current_dir()?);
+    }
     Ok(s)
 }
 
-/// The configured backend, connected.
+/// The configured backend, connected (the embedded SQLite file, or Redis).
 pub(crate) async fn backend(s: &Settings) -> anyhow::Result<Arc<dyn Backend>> {
-    let b = RedisBackend::connect(&s.redis_url, &s.prefix)
+    if let Some(path) = s.embedded() {
+        let b = SqliteBackend::open(&path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        return Ok(Arc::new(b));
+    }
+    let b = RedisBackend::connect(s.redis_url(), &s.prefix)
         .await
-        .with_context(|| format!("connecting to {}", s.redis_url))?;
+        .with_context(|| format!("connecting to {}", s.redis_url()))?;
     Ok(Arc::new(b))
 }
 

@@ -31,7 +31,7 @@ pub async fn ingest(s: &Settings, a: IngestArgs, json: bool) -> anyhow::Result<(
         wait: a.wait,
         progress: !json,
     };
-    let done = ingest::ingest(&options, &store, queue.as_ref()).await?;
+    let done = ingest::ingest(&options, &*store.documents(), queue.as_ref()).await?;
     let failed = ingest::report(&done, json)?;
     if failed > 0 {
         eprintln!("{failed} of {} files failed or were skipped", done.len());

@@ -28,9 +28,14 @@ pub use bench::{BenchWhat, ChunkingBenchArgs, EmbeddingBenchArgs, WorkflowsBench
     about = "Durable Redis job runtime for the Chatter AI platform"
 )]
 pub struct Cli {
-    /// Redis to use.
+    /// Redis to use. With neither this nor --database-url, everything runs embedded in one
+    /// SQLite file (--sqlite).
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// The embedded mode's SQLite file, queue and store (default ./chatter-worker.db when
+    /// neither Redis nor PostgreSQL is configured).
+    #[arg(long, env = "CW_SQLITE", global = true)]
+    pub sqlite: Option<PathBuf>,
     /// Key prefix of every Redis key (isolates deployments sharing one Redis).
     #[arg(long, env = "CW_PREFIX", global = true)]
     pub prefix: Option<String>,

@@ -1,6 +1,7 @@
 //! Configuration: an optional TOML file, then environment variables and flags (see `--help`).
 //!
-//! Everything has a production default, so `chatter-worker run` needs only `REDIS_URL`. The file
+//! Everything has a default. With neither `REDIS_URL` nor `DATABASE_URL` (nor `sqlite`), the
+//! process runs embedded: queue and store in one SQLite file ([`Settings::embedded`]). The file
 //! adds per-queue settings (`[queue.NAME]`) and per-kind retry policies (`[retry.KIND]`). Unknown
 //! keys are errors that name the key, so a typo never silently falls back to a default. This file
 //! holds [`Settings`] and its loading; each section's types live in the module named for it, and
@@ -42,7 +43,11 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    pub redis_url: String,
+    /// Redis (`REDIS_URL`); unset with no `database_url` either: the embedded SQLite mode.
+    pub redis_url: Option<String>,
+    /// The embedded mode's SQLite file (`CW_SQLITE`, `--sqlite`): queue and store in it, no
+    /// services. Default `./chatter-worker.db` when neither `redis_url` nor `database_url` is set.
+    pub sqlite: Option<PathBuf>,
     pub prefix: String,
     pub http_addr: String,
     /// Queues this process works; empty = every queue some registered kind runs on.
@@ -93,7 +98,8 @@ impl Default for Settings {
         let pool = PoolConfig::default();
         let q = QueueOptions::default();
         Self {
-            redis_url: "redis://127.0.0.1:6379/".into(),
+            redis_url: None,
+            sqlite: None,
             prefix: "cw".into(),
             http_addr: "127.0.0.1:9464".into(),
             queues: Vec::new(),
@@ -128,7 +134,24 @@ impl Default for Settings {
     }
 }
 
+/// Redis when none is configured but PostgreSQL is (the production pair on one machine).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+
 impl Settings {
+    /// The SQLite file of the embedded mode: `sqlite` when set, else `./chatter-worker.db` when
+    /// neither Redis nor PostgreSQL is configured; `None` for Redis (+ PostgreSQL).
+    pub fn embedded(&self) -> Option<PathBuf> {
+        self.sqlite.clone().or_else(|| {
+            (self.redis_url.is_none() && self.database_url.is_none())
+                .then(|| PathBuf::from(crate::sqlite::DEFAULT_PATH))
+        })
+    }
+
+    /// The Redis URL in use when not embedded.
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.as_deref().unwrap_or(DEFAULT_REDIS_URL)
+    }
+
     /// Defaults, overlaid with the TOML file when one is given.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let Some(path) = path else {

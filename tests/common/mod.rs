@@ -126,6 +126,28 @@ pub struct WorkerProcess {
 
 impl WorkerProcess {
     pub fn spawn(url: &str, prefix: &str, queues: &str, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatter-worker"));
+        cmd.env("REDIS_URL", url).env("CW_PREFIX", prefix);
+        Self::spawn_with(cmd, queues, extra)
+    }
+
+    /// A `run` process in the embedded mode on the SQLite file `db` (no Redis, no PostgreSQL).
+    pub fn spawn_sqlite(db: &std::path::Path, queues: &str, extra: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatter-worker"));
+        cmd.env_remove("REDIS_URL")
+            .env_remove("DATABASE_URL")
+            .env("CW_SQLITE", db);
+        // The embedded mode's local model: the copy the test script assembled (no download).
+        if let Ok(dir) = std::env::var("CW_TEST_MODEL_DIR") {
+            cmd.env("CW_MODEL_DIR", dir);
+        }
+        if let Some(dir) = db.parent() {
+            cmd.current_dir(dir);
+        }
+        Self::spawn_with(cmd, queues, extra)
+    }
+
+    fn spawn_with(mut cmd: Command, queues: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
         // The scheduler runs only where a test gives it schedules.
@@ -134,11 +156,9 @@ impl WorkerProcess {
         } else {
             "true"
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_chatter-worker"))
+        let child = cmd
             .args(["run", "--queues", queues, "--http-addr", &http])
             .args(extra)
-            .env("REDIS_URL", url)
-            .env("CW_PREFIX", prefix)
             .env("CW_NO_SCHEDULER", scheduler)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -2,6 +2,8 @@
 //! embedded queue (`chatter_worker::sqlite`) also lives in. Vectors are BLOBs of little-endian
 //! f32 searched exactly (cosine, in Rust): no extension to load, the same answers as pgvector's
 //! exact scan.
+mod stubs;
+
 use super::{Result, StoreError};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
