@@ -61,19 +61,19 @@ pub async fn run(s: Settings, registry: Registry, a: DemoArgs) -> anyhow::Result
     }
 
     let store = handlers::store(&s).await?;
+    let documents = store.documents();
     let chunking = queue_handle(&s, queues::CHUNKING).await?;
-    let root = cwd.join(STORAGE);
     let options = IngestOptions {
-        paths: docs::write(&root)?,
+        paths: docs::write(&cwd.join(STORAGE))?,
         owner: OWNER.into(),
-        storage_root: root,
+        storage_root: cwd.clone(),
         wait: None,
         progress: false,
     };
     let started = Instant::now();
-    let ingested = ingest::ingest(&options, &store, chunking.as_ref()).await?;
+    let ingested = ingest::ingest(&options, &*documents, chunking.as_ref()).await?;
     let followed = tokio::select! {
-        r = follow::follow(&ingested, &store, chunking.as_ref(), &progress, INGEST_LIMIT) => r?,
+        r = follow::follow(&ingested, &*documents, chunking.as_ref(), &progress, INGEST_LIMIT) => r?,
         r = &mut worker => bail!("the worker stopped while ingesting: {}", ended(r)),
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -160,13 +160,15 @@ pub async fn run(s: Settings, registry: Registry, a: DemoArgs) -> anyhow::Result
 }
 
 /// The settings the demo runs with: embedded in `./chatter-worker.db`, the API on
-/// `127.0.0.1:port` with `key` as its admin key, the local model, the docs under `./STORAGE`.
+/// `127.0.0.1:port` with `key` as its admin key, the local model, documents read from `cwd`.
 fn embedded_settings(mut s: Settings, cwd: &Path, model: &Path, port: u16, key: &str) -> Settings {
-    // TODO(embedded): s.sqlite = Some(cwd.join(DB)) once the lead's Settings land.
-    let _ = cwd.join(DB);
+    s.sqlite = Some(cwd.join(DB));
+    s.redis_url = None;
     s.database_url = None;
     s.migrate = true;
-    s.chunking.storage_root = Some(cwd.join(STORAGE));
+    // The working folder, as for every embedded command: the documents stay readable by a
+    // `run` or `ingest` started here later.
+    s.chunking.storage_root = Some(cwd.to_path_buf());
     s.embedding.provider = Some("local".into());
     s.embedding.model_dir = Some(model.to_path_buf());
     s.http_addr = format!("127.0.0.1:{port}");
