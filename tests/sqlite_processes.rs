@@ -236,3 +236,85 @@ async fn three_processes_fire_every_second_exactly_once_through_a_kill_and_resta
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_records_are_dead_lettered_and_the_jobs_around_them_run() {
+    let db = db("malformed");
+    let q = queue(&db, "maintenance").await;
+    let good = sleeps(4, 10);
+    let not_json = sleeps(1, 10).remove(0);
+    let future = sleeps(1, 10).remove(0);
+    q.enqueue_batch(&good[..2]).await.unwrap();
+    q.enqueue_batch(&[not_json.clone(), future.clone()])
+        .await
+        .unwrap();
+    q.enqueue_batch(&good[2..]).await.unwrap();
+    // Break records by hand, as the sqlite3 CLI would: a payload that is not JSON, one of a
+    // format version this worker does not know, and a row that is no envelope at all.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE cw_jobs SET payload = '{not json' WHERE id = ?")
+        .bind(&not_json.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE cw_jobs SET payload = ? WHERE id = ?")
+        .bind(future.encode().replacen("\"v\":1", "\"v\":99", 1))
+        .bind(&future.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO cw_jobs (queue, id, status, priority, seq, enqueued_ms, created_ms, payload) \
+         VALUES ('maintenance', 'by-hand', 'pending', 2, 1000000, 0, 0, \
+         '{\"function_name\":\"sleep\",\"raw\":\"row inserted by hand\"}')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let w = WorkerProcess::spawn_sqlite(&db, "maintenance", &["--concurrency", "2"]);
+    wait_until(LIMIT, "the good jobs to complete", || async {
+        count(&statuses(q.as_ref(), &good).await, "completed") == good.len()
+    })
+    .await;
+    wait_until(LIMIT, "three dead letters", || async {
+        q.stats().await.unwrap().dead == 3
+    })
+    .await;
+    let dead = q.dead_list(0, 10).await.unwrap();
+    let error_of = |id: &str| {
+        dead.iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.error_message.clone())
+            .unwrap_or_default()
+    };
+    assert!(
+        error_of(&not_json.id).contains("payload is not JSON"),
+        "{dead:#?}"
+    );
+    assert!(
+        error_of(&future.id).contains("format version 99"),
+        "{dead:#?}"
+    );
+    let by_hand = dead.iter().find(|r| r.id == "by-hand").expect("kept");
+    assert!(
+        by_hand
+            .raw_payload
+            .as_deref()
+            .unwrap_or_default()
+            .contains("row inserted by hand"),
+        "the bad record is kept, not lost: {by_hand:#?}"
+    );
+    // The worker goes on.
+    let after = sleeps(1, 10);
+    q.enqueue_batch(&after).await.unwrap();
+    wait_until(LIMIT, "a job after the bad ones", || async {
+        count(&statuses(q.as_ref(), &after).await, "completed") == 1
+    })
+    .await;
+    w.signal("TERM");
+    assert!(w.wait(Duration::from_secs(20)).await.success());
+}

@@ -7,6 +7,7 @@
 //! the cross-process gates of cron and sweep ([`cron`]), the shared rate limits ([`ratelimit`]),
 //! all-or-nothing batches, the event log and dashboard [`Sessions`].
 //! The Redis implementation is `crate::queue`; nothing outside it speaks Redis.
+pub mod checks;
 pub mod cron;
 pub mod error;
 pub mod model;

@@ -1,8 +1,51 @@
-//! The flags of the benchmarks that take their own (`bench workflows`, `embedding`, `chunking`):
+//! The flags of the benchmarks that take their own (`bench queue`, `workflows`, `embedding`,
+//! `chunking`):
 //! parsed by the command line (`crate::cli::bench` re-exports them), read by the benchmarks, so
 //! the benchmarks do not depend on the command line.
-use clap::Args;
+use clap::{Args, ValueEnum};
 use std::path::PathBuf;
+
+/// Which of our backends `bench queue` measures.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBenchBackend {
+    /// The Redis backend (with the apalis-redis comparison unless `--no-peer`).
+    #[default]
+    Redis,
+    /// The embedded backend on a SQLite file (no peer: apalis-redis compares with Redis only).
+    Sqlite,
+    /// Redis, then SQLite, in the same run: both figures side by side with their ratio.
+    Both,
+}
+
+impl QueueBenchBackend {
+    pub fn redis(self) -> bool {
+        matches!(self, Self::Redis | Self::Both)
+    }
+    pub fn sqlite(self) -> bool {
+        matches!(self, Self::Sqlite | Self::Both)
+    }
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct QueueBenchArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: usize,
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub latency_samples: usize,
+    /// Skip the apalis-redis comparison.
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Our backend measured: redis, sqlite (the embedded mode) or both (side by side).
+    #[arg(long, value_enum, default_value_t = QueueBenchBackend::Redis)]
+    pub backend: QueueBenchBackend,
+    /// The SQLite file of `--backend sqlite|both` (default: a fresh file in the temp folder,
+    /// removed after; a file given here is kept, its bench queue named per run).
+    #[arg(long)]
+    pub sqlite_path: Option<PathBuf>,
+}
 
 #[derive(Args, Clone, Debug)]
 pub struct WorkflowsBenchArgs {

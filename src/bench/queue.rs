@@ -1,5 +1,8 @@
 //! `chatter-worker bench queue`: no-op jobs through our Redis queue and, in the same run, through
 //! apalis-redis 1.0.0, so the figures compare on the same machine and the same Redis.
+//! `--backend sqlite` runs our workload on the embedded backend (a SQLite file) instead, and
+//! `--backend both` runs Redis then SQLite and reports them side by side (`own.rs`); our phases
+//! go through `Arc<dyn Backend>` / `Arc<dyn Queue>`, the peer stays Redis-only.
 //!
 //! Four phases per system: bulk enqueue of N with no worker (enqueue/s); draining that backlog
 //! (jobs/s); a producer and the workers together, the producer keeping at most 5,000 jobs
@@ -7,8 +10,14 @@
 //! on an idle pool, one job at a time (p50 / p99). apalis-redis 1.0.0 promotes every due job with
 //! one Lua `unpack`, so it cannot drain a backlog above ~8k: its drain phase reports that failure,
 //! and the bounded end-to-end phase is the one both systems can run.
+mod own;
+
+pub use super::args::QueueBenchBackend;
+pub use own::Comparison;
+
+use crate::backend::Queue;
 use crate::pool::{self, PoolConfig};
-use crate::queue::{self, QueueOptions, RedisBackend, RedisQueue};
+use crate::queue;
 use apalis::layers::WorkerBuilderExt;
 use apalis_core::backend::TaskSink;
 use apalis_core::error::BoxDynError;
@@ -17,6 +26,7 @@ use chatter_jobs::{Job, JobBuilder, JobContext, JobError, Registry};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::Value;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,8 +49,12 @@ pub struct BenchOptions {
     pub jobs: usize,
     pub concurrency: usize,
     pub latency_samples: usize,
-    /// Also run the same workload through apalis-redis 1.0.0.
+    /// Also run the same workload through apalis-redis 1.0.0 (with the Redis backend only).
     pub peer: bool,
+    /// Our backend(s) measured.
+    pub backend: QueueBenchBackend,
+    /// The SQLite file (default: a temporary one).
+    pub sqlite_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -60,9 +74,14 @@ pub struct BenchReport {
     pub jobs: usize,
     pub concurrency: usize,
     pub cpus: usize,
+    /// Our backend(s) measured.
+    pub backend: QueueBenchBackend,
     pub results: Vec<SystemResult>,
-    /// ours / peer for end-to-end jobs/s, when both finished.
+    /// ours (Redis) / peer for end-to-end jobs/s, when both finished.
     pub end_to_end_ratio: Option<f64>,
+    /// `--backend both`: every figure on Redis and on SQLite, with sqlite / redis.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sqlite_vs_redis: Vec<Comparison>,
 }
 
 /// Counts handler runs; wakes the waiter at the target; reports start instants in latency mode.
@@ -216,16 +235,32 @@ fn quantiles(h: &Histogram<u64>) -> (f64, f64) {
 }
 
 pub async fn run(o: BenchOptions) -> Result<BenchReport, BoxDynError> {
-    let mut results = vec![ours(&o).await?];
-    if o.peer {
+    let mut results = Vec::new();
+    if o.backend.redis() {
+        results.push(ours(&o, own::Own::Redis).await?);
+    }
+    if o.backend.sqlite() {
+        results.push(ours(&o, own::Own::Sqlite).await?);
+    }
+    // apalis-redis is compared with our Redis backend only.
+    if o.peer && o.backend.redis() {
         results.push(apalis_redis_peer(&o).await?);
     }
+    let find = |system: &str| results.iter().find(|r| r.system == system);
+    let redis = find(own::Own::Redis.system());
     let ratio = match (
-        results.first().and_then(|r| r.end_to_end_per_s),
-        results.get(1).and_then(|r| r.end_to_end_per_s),
+        redis.and_then(|r| r.end_to_end_per_s),
+        results
+            .iter()
+            .find(|r| r.system.starts_with("apalis"))
+            .and_then(|r| r.end_to_end_per_s),
     ) {
         (Some(a), Some(b)) if b > 0.0 => Some(a / b),
         _ => None,
+    };
+    let sqlite_vs_redis = match (redis, find(own::Own::Sqlite.system())) {
+        (Some(r), Some(s)) => own::compare(r, s),
+        _ => Vec::new(),
     };
     Ok(BenchReport {
         jobs: o.jobs,
@@ -233,12 +268,14 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, BoxDynError> {
         cpus: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
+        backend: o.backend,
         results,
         end_to_end_ratio: ratio,
+        sqlite_vs_redis,
     })
 }
 
-struct Ours(RedisQueue);
+struct Ours(Arc<dyn Queue>);
 
 impl Subject for Ours {
     async fn push(&mut self, n: usize) -> Result<(), BoxDynError> {
@@ -250,20 +287,22 @@ impl Subject for Ours {
     }
 }
 
-async fn ours(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
-    let prefix = format!("bench-{}", ulid::Ulid::new());
+async fn ours(o: &BenchOptions, which: own::Own) -> Result<SystemResult, BoxDynError> {
     let (probe, mut starts) = probe();
+    let opened = own::open(o, which).await?;
     let mut registry = Registry::default();
     let p = probe.clone();
-    registry.register(BENCH_KIND, "bench", move |_job: Job, _ctx: JobContext| {
-        p.hit();
-        async { Ok::<Value, JobError>(Value::Null) }
-    });
-    let backend = RedisBackend::connect(&o.redis_url, &prefix).await?;
-    let q = backend.redis_queue("bench", QueueOptions::default());
-    let mut s = Ours(q.clone());
+    registry.register(
+        BENCH_KIND,
+        opened.queue.name(),
+        move |_job: Job, _ctx: JobContext| {
+            p.hit();
+            async { Ok::<Value, JobError>(Value::Null) }
+        },
+    );
+    let mut s = Ours(opened.queue.clone());
     let mut r = SystemResult {
-        system: "chatter-worker".into(),
+        system: which.system().into(),
         ..Default::default()
     };
 
@@ -282,8 +321,8 @@ async fn ours(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
     };
     let t = Instant::now();
     let pool = tokio::spawn(pool::run(
-        Arc::new(backend),
-        Arc::new(q),
+        opened.backend.clone(),
+        opened.queue.clone(),
         registry,
         config,
         shutdown.clone(),
@@ -296,7 +335,8 @@ async fn ours(o: &BenchOptions) -> Result<SystemResult, BoxDynError> {
     latency(&mut s, &probe, &mut starts, o.latency_samples, &mut r).await?;
     shutdown.cancel();
     let _ = pool.await;
-    queue::delete_matching(&o.redis_url, &format!("{prefix}:*")).await?;
+    drop(s);
+    opened.cleanup().await?;
     Ok(r)
 }
 

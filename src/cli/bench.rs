@@ -1,7 +1,10 @@
 //! `bench`: run one benchmark (queue, chunking, embedding, workflows, API) with the settings'
-//! Redis and PostgreSQL, and print its report (Debug text, or JSON). The benchmarks' own flags
-//! are defined here; the benchmarks are in `crate::bench`.
-pub use crate::bench::args::{ChunkingBenchArgs, EmbeddingBenchArgs, WorkflowsBenchArgs};
+//! Redis and PostgreSQL (the queue's also on a SQLite file: `--backend`), and print its report
+//! (Debug text, or JSON). The benchmarks' flags are in `crate::bench::args`, re-exported here;
+//! the benchmarks are in `crate::bench`.
+pub use crate::bench::args::{
+    ChunkingBenchArgs, EmbeddingBenchArgs, QueueBenchArgs, QueueBenchBackend, WorkflowsBenchArgs,
+};
 use crate::bench::{self, BenchOptions};
 use crate::config::Settings;
 use clap::Subcommand;
@@ -45,18 +48,15 @@ pub async fn run(s: &Settings, what: BenchWhat, json: bool) -> anyhow::Result<()
                 .map_err(anyhow::Error::msg)?;
             print(json, &report);
         }
-        BenchWhat::Queue {
-            jobs,
-            concurrency,
-            latency_samples,
-            no_peer,
-        } => {
+        BenchWhat::Queue(a) => {
             let report = bench::run(BenchOptions {
                 redis_url: s.redis_url().to_string(),
-                jobs,
-                concurrency,
-                latency_samples,
-                peer: !no_peer,
+                jobs: a.jobs,
+                concurrency: a.concurrency,
+                latency_samples: a.latency_samples,
+                peer: !a.no_peer,
+                backend: a.backend,
+                sqlite_path: a.sqlite_path,
             })
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -76,18 +76,9 @@ fn print<T: serde::Serialize + std::fmt::Debug>(json: bool, v: &T) {
 
 #[derive(Subcommand)]
 pub enum BenchWhat {
-    /// No-op jobs: enqueue/s, drain jobs/s, end-to-end jobs/s, enqueue->start p50/p99, with apalis-redis.
-    Queue {
-        #[arg(long, default_value_t = 100_000)]
-        jobs: usize,
-        #[arg(long, default_value_t = 256)]
-        concurrency: usize,
-        #[arg(long, default_value_t = 2000)]
-        latency_samples: usize,
-        /// Skip the apalis-redis comparison.
-        #[arg(long)]
-        no_peer: bool,
-    },
+    /// No-op jobs: enqueue/s, drain jobs/s, end-to-end jobs/s, enqueue->start p50/p99, with
+    /// apalis-redis; `--backend sqlite|both` runs them on the embedded (SQLite) backend too.
+    Queue(QueueBenchArgs),
     /// Extract + split real text (/usr/share/doc, the Rust docs): MB/s and chunks/s, with
     /// langchain-text-splitters' RecursiveCharacterTextSplitter on the same text.
     Chunking(ChunkingBenchArgs),

@@ -181,22 +181,8 @@ pub async fn enqueue_atomic(
     Ok(out)
 }
 
-/// The one check every producer's jobs pass (API, CLI, cron, outbox, library): the contract's
-/// fields, then the size limits and the scheduling horizon. Nothing is sent when one job fails.
-pub fn check(jobs: &[Job], limits: &chatter_jobs::JobLimits) -> Result<()> {
-    let now = chatter_jobs::Timestamp::now();
-    for (index, job) in jobs.iter().enumerate() {
-        job.validate()?;
-        limits
-            .check_at(job, now)
-            .map_err(|error| QueueError::Limit {
-                index,
-                id: job.id.clone(),
-                error,
-            })?;
-    }
-    Ok(())
-}
+/// The one check every producer's jobs pass (moved to the backend seam, shared by backends).
+pub use crate::backend::checks::check;
 
 /// The enqueue script's replies (two values per job: id, created) as [`Enqueued`]s in order.
 fn read_replies(replies: Vec<Value>) -> Result<Vec<Enqueued>> {

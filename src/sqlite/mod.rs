@@ -51,10 +51,12 @@ impl From<chatter_jobs::store::StoreError> for QueueError {
     }
 }
 
+/// Wake-ups by (file, queue).
+type Signals = HashMap<(PathBuf, String), Arc<Notify>>;
+
 /// This process's wake-ups of idle fetchers, by (file, queue): an enqueue notifies its own
 /// process at once; other processes' enqueues are found by polling.
-static SIGNALS: LazyLock<Mutex<HashMap<(PathBuf, String), Arc<Notify>>>> =
-    LazyLock::new(Default::default);
+static SIGNALS: LazyLock<Mutex<Signals>> = LazyLock::new(Default::default);
 
 /// The wake-up of `queue` on the file at `path` in this process.
 pub fn signal(path: &Path, queue: &str) -> Arc<Notify> {

@@ -3,9 +3,11 @@
 //! `Arc<dyn Queue>`) and a real pool, and compares the resulting state. The including test crate
 //! chooses the backend (`crate::backends_for`: the one the test acts through, and the one its
 //! pools run on): `tests/conformance.rs` runs it on Redis,
-//! `tests/conformance_faults.rs` on Redis behind a fault-injecting decorator. A later backend
-//! (SQLite, the embedded default) adds a crate of its own, with the two probes read in its own
-//! terms (a retry's run-at and the progress event on the live channel: through `h` here).
+//! `tests/conformance_faults.rs` on Redis behind a fault-injecting decorator,
+//! `tests/conformance_sqlite.rs` on the embedded SQLite backend. The two probes that read the
+//! backend in its own terms are the including crate's: `crate::retry_run_at(h, queue, id)` (a
+//! retrying job's run-at, ms) and `crate::progress_events(h, queue)` (the live `job.progress`
+//! event bodies, subscribed before the job runs).
 
 use crate::common::*;
 use chatter_worker::backend::{Backend, CancelResult, Queue, QueueOptions};
@@ -26,7 +28,7 @@ const Q: &str = "conf";
 const LIMIT: Duration = Duration::from_secs(20);
 
 struct Kit {
-    /// The Redis harness: the prefix, and the probes that read Redis itself.
+    /// The Redis harness: the prefix (which also names a SQLite crate's file) and connection.
     h: Harness,
     /// What the pools run on (the backend under test, or it behind fault injection).
     backend: Arc<dyn Backend>,
@@ -168,7 +170,6 @@ async fn retries_follow_the_policy_then_dead_letter_with_history() {
     let expected: Vec<u64> = (1..=2)
         .map(|n| delay(n, &policy, &mut rng).as_millis() as u64)
         .collect();
-    let mut conn = k.h.conn.clone();
     for (i, want) in expected.iter().enumerate() {
         // Poll until failure i+1 is recorded and its retry is scheduled (state, not a fixed sleep).
         let started = std::time::Instant::now();
@@ -179,12 +180,7 @@ async fn retries_follow_the_policy_then_dead_letter_with_history() {
                     .unwrap()
                     .map(|r| r.retry_count)
                     .unwrap_or(0);
-            let sc: Option<u64> = redis::cmd("ZSCORE")
-                .arg(k.h.queue(Q).keys().retry())
-                .arg(&job.id)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let sc = crate::retry_run_at(&k.h, Q, &job.id).await;
             if let (true, Some(sc)) = (failures as usize == i + 1, sc) {
                 break sc;
             }
@@ -425,22 +421,17 @@ async fn progress_is_recorded_and_published() {
             Ok(Value::Null)
         }
     });
-    let client = redis::Client::open(k.h.url.as_str()).unwrap();
-    let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub
-        .subscribe(k.h.queue(Q).keys().events_channel())
-        .await
-        .unwrap();
+    let mut events = crate::progress_events(&k.h, Q).await;
     let pool = k.start_pool(k.reg.clone(), pool_config(1));
     let job = JobBuilder::new("halfway", Q).build();
     k.q.enqueue(&job).await.unwrap();
 
     use futures::StreamExt;
-    let msg = tokio::time::timeout(LIMIT, pubsub.on_message().next())
+    let msg = tokio::time::timeout(LIMIT, events.next())
         .await
         .unwrap()
         .unwrap();
-    let event: Value = serde_json::from_str(&msg.get_payload::<String>().unwrap()).unwrap();
+    let event: Value = serde_json::from_str(&msg).unwrap();
     assert_eq!(event["type"], "job.progress");
     assert_eq!(event["job_id"], job.id.as_str());
     assert_eq!(event["progress"], 50);
