@@ -127,7 +127,7 @@ pub async fn run(s: Settings, registry: Registry, a: DemoArgs) -> anyhow::Result
             h.score,
             path_of(&h.document_id),
             h.chunk_index,
-            one_line(&h.content, 240)
+            one_line(&h.content)
         );
     }
 
@@ -274,13 +274,9 @@ async fn workflow(s: &Settings, registry: &Registry) -> anyhow::Result<(String, 
     Ok((rec.status.to_string(), output))
 }
 
-/// The first `max` characters of `text` on one line.
-fn one_line(text: &str, max: usize) -> String {
-    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match flat.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &flat[..i]),
-        None => flat,
-    }
+/// `text` on one line (a passage is a few hundred words: shown whole).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// This process's peak resident memory (`VmHWM`), MiB.
