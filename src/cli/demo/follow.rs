@@ -1,7 +1,7 @@
 //! The demo's ingest, followed to its end with two progress bars: documents chunked, and chunks
-//! embedded (a document's chunks count as embedded once it is `processed`, which it becomes
-//! after its last embedding batch). Ends when every document is final, its chunking job ended
-//! without making it so (dead or cancelled), or the time limit passes.
+//! embedded (the chunk ids of the owner's `embed_chunks` jobs completed since the ingest began;
+//! at least the chunks of every `processed` document). Ends when every document is final, its
+//! chunking job ended without making it so (dead or cancelled), or the time limit passes.
 use crate::backend::Queue;
 use crate::ingest::Ingested;
 use chatter_jobs::store::{DocumentStatus, DocumentStore};
@@ -27,11 +27,48 @@ fn bar(progress: &MultiProgress, len: u64, what: &str) -> ProgressBar {
     b
 }
 
-/// Follow `docs` (as `ingest` returned them) until each is final or given up on.
+/// The queues the documents' jobs run on, and whose jobs they are.
+pub struct Queues<'a> {
+    pub chunking: &'a dyn Queue,
+    pub embedding: &'a dyn Queue,
+    pub owner: &'a str,
+}
+
+/// Chunks in `owner`'s `embed_chunks` jobs created since `since_ms` that completed.
+async fn chunks_embedded(q: &Queues<'_>, since_ms: u64) -> anyhow::Result<u64> {
+    // The index's times are SQLite integers: i64.
+    let range = (since_ms, i64::MAX as u64);
+    let ids: Vec<String> = q
+        .embedding
+        .index_page(q.owner, range, 0, 100_000, false)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let records = q.embedding.show_many(&ids).await?;
+    Ok(records
+        .iter()
+        .flatten()
+        .filter(|r| r.status == "completed")
+        .filter_map(|r| {
+            r.job
+                .as_ref()?
+                .kwargs
+                .get("chunk_ids")?
+                .as_array()
+                .map(Vec::len)
+        })
+        .map(|n| n as u64)
+        .sum())
+}
+
+/// Follow `docs` (as `ingest` returned them, enqueued at `since_ms` or after) until each is
+/// final or given up on.
 pub async fn follow(
     docs: &[Ingested],
     store: &dyn DocumentStore,
-    queue: &dyn Queue,
+    queues: Queues<'_>,
+    since_ms: u64,
     progress: &MultiProgress,
     limit: Duration,
 ) -> anyhow::Result<Vec<Followed>> {
@@ -68,7 +105,7 @@ pub async fn follow(
             }
             // A chunking job that ended badly leaves the document as it is; so does one whose
             // record retention already trimmed.
-            let job = queue.field(&d.job_id, "status").await?;
+            let job = queues.chunking.field(&d.job_id, "status").await?;
             if matches!(
                 job.as_deref(),
                 Some("pending" | "running" | "retrying" | "completed")
@@ -91,12 +128,13 @@ pub async fn follow(
             .count();
         chunked.set_position(final_or_chunked as u64);
         embedded.set_length(out.iter().map(|f| f.chunks).sum());
-        embedded.set_position(
-            out.iter()
-                .filter(|f| f.status == Some(DocumentStatus::Processed))
-                .map(|f| f.chunks)
-                .sum(),
-        );
+        let processed: u64 = out
+            .iter()
+            .filter(|f| f.status == Some(DocumentStatus::Processed))
+            .map(|f| f.chunks)
+            .sum();
+        let batches = chunks_embedded(&queues, since_ms).await?;
+        embedded.set_position(processed.max(batches).min(embedded.length().unwrap_or(0)));
         if pending == 0 || started.elapsed() >= limit {
             break;
         }

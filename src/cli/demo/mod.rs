@@ -70,10 +70,17 @@ pub async fn run(s: Settings, registry: Registry, a: DemoArgs) -> anyhow::Result
         wait: None,
         progress: false,
     };
+    let embedding = queue_handle(&s, queues::EMBEDDING).await?;
     let started = Instant::now();
+    let since_ms = now_ms().saturating_sub(1000);
     let ingested = ingest::ingest(&options, &*documents, chunking.as_ref()).await?;
+    let watched = follow::Queues {
+        chunking: chunking.as_ref(),
+        embedding: embedding.as_ref(),
+        owner: OWNER,
+    };
     let followed = tokio::select! {
-        r = follow::follow(&ingested, &*documents, chunking.as_ref(), &progress, INGEST_LIMIT) => r?,
+        r = follow::follow(&ingested, &*documents, watched, since_ms, &progress, INGEST_LIMIT) => r?,
         r = &mut worker => bail!("the worker stopped while ingesting: {}", ended(r)),
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -169,6 +176,8 @@ fn embedded_settings(mut s: Settings, cwd: &Path, model: &Path, port: u16, key: 
     // The working folder, as for every embedded command: the documents stay readable by a
     // `run` or `ingest` started here later.
     s.chunking.storage_root = Some(cwd.to_path_buf());
+    // Smaller embedding batches: the progress bar moves as each completes.
+    s.chunking.embed_batch = 16;
     s.embedding.provider = Some("local".into());
     s.embedding.model_dir = Some(model.to_path_buf());
     s.http_addr = format!("127.0.0.1:{port}");
@@ -277,6 +286,12 @@ async fn workflow(s: &Settings, registry: &Registry) -> anyhow::Result<(String, 
 /// `text` on one line (a passage is a few hundred words: shown whole).
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// This process's peak resident memory (`VmHWM`), MiB.
