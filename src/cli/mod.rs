@@ -1,7 +1,8 @@
 //! The `chatter-worker` command line: every subcommand, flag and environment variable (what
 //! `--help` prints), and one module per command group running it (`jobs`, `queues`, `dead`,
 //! `documents`, `workflows`, `schedules`, `api_key`, `bench`, `run`, `model`, `demo`), each from
-//! the settings `context` builds. `main.rs` parses the line, sets up tracing and calls the chosen command.
+//! the settings `context` builds. `main.rs` parses the line, sets up tracing and calls the
+//! chosen command.
 use crate::jobs::Priority;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
