@@ -4,7 +4,8 @@
 //! and dispatches. Every setting comes from a flag, its environment variable (shown in `--help`)
 //! or the optional TOML file, in that order.
 use chatter_worker::cli::{
-    Cli, Command, api_key, bench, context, dead, documents, jobs, queues, run, schedules, workflows,
+    Cli, Command, api_key, bench, context, dead, demo, documents, jobs, model, queues, run,
+    schedules, workflows,
 };
 use chatter_worker::jobs::Registry;
 use chatter_worker::jobs::chunk::extract::ExtractLimits;
@@ -98,5 +99,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<()> {
         // Run in `main` before the runtime starts.
         Command::ExtractDocument(_) => Ok(()),
         Command::Bench { what } => bench::run(&s, what, json).await,
+        Command::Model { action: _ } => model::run(s.embedding.model_dir.as_deref()).await,
+        Command::Demo(a) => demo::run(s, registry, a).await,
     }
 }

@@ -1,7 +1,8 @@
 //! The `chatter-worker` command line: every subcommand, flag and environment variable (what
 //! `--help` prints), and one module per command group running it (`jobs`, `queues`, `dead`,
-//! `documents`, `workflows`, `schedules`, `api_key`, `bench`, `run`), each from the settings
-//! `context` builds. `main.rs` parses the line, sets up tracing and calls the chosen command.
+//! `documents`, `workflows`, `schedules`, `api_key`, `bench`, `run`, `model`, `demo`), each from
+//! the settings `context` builds. `main.rs` parses the line, sets up tracing and calls the
+//! chosen command.
 use crate::jobs::Priority;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -11,8 +12,10 @@ pub mod api_key;
 pub mod bench;
 pub mod context;
 pub mod dead;
+pub mod demo;
 pub mod documents;
 pub mod jobs;
+pub mod model;
 pub mod queues;
 pub mod run;
 pub mod schedules;
@@ -117,6 +120,34 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
+    /// The local embedding model (all-MiniLM-L6-v2), fetched once into the cache.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+    /// Try it in this folder with no services: fetch the model, run everything embedded in
+    /// `./chatter-worker.db`, ingest the project's own docs, search them, run a retrieval
+    /// workflow, then serve the API and dashboard until Ctrl-C.
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ModelAction {
+    /// Download the model into the cache unless it is there (or `--model-dir` names one);
+    /// prints its folder. `CW_MODEL_HUB` is the base URL of its files, `CW_MODEL_CACHE` the
+    /// cache folder (default `$XDG_CACHE_HOME/chatter-worker/models`, else
+    /// `~/.cache/chatter-worker/models`).
+    Fetch,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Loopback port of the API and dashboard; a free one when it is taken.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Print everything, then shut down cleanly instead of serving until Ctrl-C.
+    #[arg(long)]
+    pub exit_after_ready: bool,
 }
 
 #[derive(Args)]
