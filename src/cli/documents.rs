@@ -42,6 +42,9 @@ pub async fn ingest(s: &Settings, a: IngestArgs, json: bool) -> anyhow::Result<(
 
 /// `search QUERY`.
 pub async fn search(s: &Settings, a: SearchArgs, json: bool) -> anyhow::Result<()> {
+    let mut s = s.clone();
+    super::model::embedded_default(&mut s).await?;
+    let s = &s;
     let store = handlers::store(s).await?;
     let embedder = handlers::embedder(s, &store, backend(s).await?)
         .await?

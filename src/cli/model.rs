@@ -262,3 +262,19 @@ pub async fn run(configured: Option<&Path>) -> anyhow::Result<()> {
     println!("{}", dir.display());
     Ok(())
 }
+
+/// The embedded mode's default provider: with no `[embedding]` provider, model folder, key or
+/// URL configured, the local model (fetched once into the cache). A process that names its own
+/// provider, or runs on Redis + PostgreSQL, is left as configured.
+pub async fn embedded_default(s: &mut crate::config::Settings) -> anyhow::Result<()> {
+    let e = &s.embedding;
+    let unset = e.provider.is_none()
+        && e.model_dir.is_none()
+        && e.api_key.is_none()
+        && e.base_url.is_none();
+    if s.embedded().is_some() && unset {
+        let dir = ensure_model(None, &MultiProgress::new()).await?;
+        s.embedding.model_dir = Some(dir);
+    }
+    Ok(())
+}

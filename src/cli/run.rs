@@ -27,6 +27,7 @@ pub async fn run(mut s: Settings, registry: Registry, a: RunArgs) -> anyhow::Res
     }
     s.migrate |= a.migrate;
     s.scheduler &= !a.no_scheduler;
+    super::model::embedded_default(&mut s).await?;
     let shutdown = runtime::shutdown_on_signals();
     let reports = runtime::run(s, registry, shutdown).await?;
     for r in reports {
