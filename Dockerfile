@@ -4,8 +4,11 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-# `sqlx::migrate!` embeds migrations/postgres at compile time.
+# `sqlx::migrate!` embeds migrations/ (postgres, sqlite) at compile time; `demo` embeds the
+# project's own docs (README.md, docs/).
 COPY migrations migrations
+COPY README.md ./
+COPY docs docs
 COPY jobs jobs
 COPY workflows workflows
 COPY src src
@@ -13,9 +16,12 @@ RUN cargo build --release --locked --bin chatter-worker
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
-    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 chatter
+    && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 chatter \
+    && install -d -o chatter -g chatter /app
 # The binary reads `jobs/schedules.toml` relative to its working directory (the cron schedules,
-# unless --schedules / CW_SCHEDULES names another file).
+# unless --schedules / CW_SCHEDULES names another file). Without REDIS_URL and DATABASE_URL it
+# runs embedded in `/app/chatter-worker.db` (mount a volume there to keep it), so /app is the
+# user's.
 WORKDIR /app
 COPY jobs/schedules.toml jobs/schedules.toml
 COPY --from=build /src/target/release/chatter-worker /usr/local/bin/chatter-worker

@@ -176,7 +176,14 @@ fn the_build_stage_file_set_compiles() {
     let root = tempdir("build");
     emulate(build, &root);
     let workdir = root.join(build.workdir.trim_start_matches('/'));
-    for needed in ["Cargo.toml", "Cargo.lock", "migrations/postgres"] {
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "migrations/postgres",
+        "migrations/sqlite",
+        "README.md",
+        "docs/ARCHITECTURE.md",
+    ] {
         assert!(
             workdir.join(needed).exists(),
             "the build stage does not COPY {needed}"
