@@ -41,7 +41,7 @@ impl RedisQueue {
         for group in jobs.chunks(CHUNK * CHUNKS_PER_ROUND_TRIP) {
             out.extend(read_replies(self.send_group(&mut conn, group).await?)?);
         }
-        record_created(jobs, &out);
+        crate::backend::checks::record_created(jobs, &out);
         Ok(out)
     }
 
@@ -177,7 +177,7 @@ pub async fn enqueue_atomic(
     for (i, e) in order.into_iter().zip(found) {
         out[i] = e;
     }
-    record_created(jobs, &out);
+    crate::backend::checks::record_created(jobs, &out);
     Ok(out)
 }
 
@@ -197,24 +197,4 @@ fn read_replies(replies: Vec<Value>) -> Result<Vec<Enqueued>> {
         }
     }
     Ok(out)
-}
-
-/// Count the jobs this call created, per queue and kind.
-#[cfg_attr(not(feature = "worker"), allow(unused_variables))]
-fn record_created(jobs: &[Job], out: &[Enqueued]) {
-    #[cfg(feature = "worker")]
-    {
-        let mut by_kind: std::collections::HashMap<(&str, &str), u64> =
-            std::collections::HashMap::new();
-        for (job, r) in jobs.iter().zip(out) {
-            if r.created {
-                *by_kind
-                    .entry((job.queue.as_str(), job.function_name.as_str()))
-                    .or_default() += 1;
-            }
-        }
-        for ((queue, kind), n) in by_kind {
-            crate::metrics::record_enqueued(queue, kind, n);
-        }
-    }
 }

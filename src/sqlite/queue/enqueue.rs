@@ -33,7 +33,7 @@ impl SqliteQueue {
             }
             out.extend(found);
         }
-        record_created(jobs, &out);
+        crate::backend::checks::record_created(jobs, &out);
         Ok(out)
     }
 }
@@ -83,7 +83,7 @@ pub async fn enqueue_atomic(
     for name in woken {
         wake(path, name);
     }
-    record_created(jobs, &out);
+    crate::backend::checks::record_created(jobs, &out);
     Ok(out)
 }
 
@@ -167,20 +167,4 @@ async fn insert(
         });
     }
     Ok(out)
-}
-
-/// Count the jobs a call created, per queue and kind.
-fn record_created(jobs: &[Job], out: &[Enqueued]) {
-    let mut by_kind: std::collections::HashMap<(&str, &str), u64> =
-        std::collections::HashMap::new();
-    for (job, r) in jobs.iter().zip(out) {
-        if r.created {
-            *by_kind
-                .entry((job.queue.as_str(), job.function_name.as_str()))
-                .or_default() += 1;
-        }
-    }
-    for ((queue, kind), n) in by_kind {
-        crate::metrics::record_enqueued(queue, kind, n);
-    }
 }
