@@ -8,6 +8,19 @@
 //! the stream (the replay buffer: the newest `maxlen` events, trimmed approximately).
 use serde_json::Value;
 
+/// The `job.progress` body every backend publishes on its live events channel (the contract
+/// subscribers read, whichever backend sends it).
+pub fn progress_body(queue: &str, job_id: &str, progress: u8, message: &str) -> String {
+    serde_json::json!({
+        "type": "job.progress",
+        "queue": queue,
+        "job_id": job_id,
+        "progress": progress,
+        "message": message,
+    })
+    .to_string()
+}
+
 /// Default replay buffer, events.
 pub const DEFAULT_MAXLEN: u64 = 10_000;
 

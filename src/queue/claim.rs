@@ -149,20 +149,14 @@ impl RedisQueue {
         progress: u8,
         message: &str,
     ) -> Result<bool> {
-        let event = serde_json::json!({
-            "type": "job.progress",
-            "queue": self.name(),
-            "job_id": id,
-            "progress": progress,
-            "message": message,
-        });
+        let event = crate::events::progress_body(self.name(), id, progress, message);
         let n: i64 = scripts::PROGRESS
             .key(self.keys.job(id))
             .arg(fence)
             .arg(progress)
             .arg(message)
             .arg(self.keys.events_channel())
-            .arg(event.to_string())
+            .arg(&event)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n == 1)

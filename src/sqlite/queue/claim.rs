@@ -186,8 +186,8 @@ impl SqliteQueue {
         Ok(report)
     }
 
-    /// Record a running job's progress and publish the `job.progress` event (the body the
-    /// Redis path publishes) on this file's live channel. False when the fence is stale.
+    /// Record a running job's progress and publish the `job.progress` event
+    /// (`crate::events::progress_body`) on this file's live channel. False when the fence is stale.
     pub async fn progress(
         &self,
         id: &str,
@@ -212,15 +212,9 @@ impl SqliteQueue {
         if n == 0 {
             return Ok(false);
         }
-        let event = serde_json::json!({
-            "type": "job.progress",
-            "queue": self.name,
-            "job_id": id,
-            "progress": progress,
-            "message": message,
-        });
+        let event = crate::events::progress_body(&self.name, id, progress, message);
         // No receiver is not an error: the live channel keeps nothing.
-        let _ = crate::sqlite::live(&self.path).send(event.to_string());
+        let _ = crate::sqlite::live(&self.path).send(event);
         Ok(true)
     }
 
